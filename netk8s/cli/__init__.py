@@ -1,0 +1,1 @@
+"""kubectl-style command line: parse, call, print."""

@@ -1,0 +1,51 @@
+"""The one exception tree: every error carries a message and a hint; only the CLI maps it to an exit code."""
+
+from __future__ import annotations
+
+
+class NetK8sError(Exception):
+    """Base of every netk8s error. `message` is one line; `hint` says what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ValidationError(NetK8sError):
+    """A manifest or argument is invalid. The message names the object and the field."""
+
+
+class NotFound(NetK8sError):
+    """The object does not exist."""
+
+
+class AlreadyExists(NetK8sError):
+    """An object with that name already exists."""
+
+
+class Conflict(NetK8sError):
+    """Optimistic concurrency: the object changed since it was read (resourceVersion mismatch)."""
+
+
+class Expired(NetK8sError):
+    """A watch asked for a revision older than the store still keeps; relist and watch again."""
+
+
+class KernelError(NetK8sError):
+    """A kernel operation (netlink, iptables-restore, nft, sysctl) failed."""
+
+
+class LabError(NetK8sError):
+    """The lab is missing, already up, or not in a usable state."""
+
+
+class UsageError(NetK8sError):
+    """Wrong command-line usage."""
+
+    exit_code = 2

@@ -1,0 +1,1 @@
+"""Built-in behaviour for well-known container images."""

@@ -1,0 +1,1 @@
+"""One-machine lab: underlay, node namespaces, external client, agents."""

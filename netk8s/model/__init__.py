@@ -1,0 +1,1 @@
+"""Pure objects, validation, naming and IPAM."""

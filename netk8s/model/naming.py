@@ -1,0 +1,94 @@
+"""The one name authority: every kernel object netk8s creates gets its name (and tag) here.
+
+Every network namespace netk8s makes starts with `nk8s-`, so `netk8s clean` can find them with no
+saved state. Interface names fit IFNAMSIZ-1 = 15 characters. Chain names follow kube-proxy.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import re
+
+from netk8s import config
+from netk8s.errors import ValidationError
+
+NETNS_PREFIX = "nk8s-"
+PROCESS_TAG_ENV = "NETK8S_TAG"  # every process netk8s starts carries NETK8S_TAG=<lab>
+IFNAMSIZ = 15
+LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+
+BRIDGE = "cbr0"
+UNDERLAY_BRIDGE = "br0"
+NODE_UPLINK = "eth0"  # the node's underlay interface, inside the node namespace (never the host's)
+POD_IFNAME = "eth0"
+
+
+def check_lab_name(lab: str) -> str:
+    if not LAB_NAME_RE.match(lab):
+        raise ValidationError(
+            f"--name: lab name {lab!r} must be 1-10 lowercase letters or digits, starting with a letter"
+        )
+    return lab
+
+
+def node_name(index: int) -> str:
+    """Kubernetes node name of lab node `index` (1-based)."""
+    return f"node{index}"
+
+
+def node_netns(lab: str, node: str) -> str:
+    return f"{NETNS_PREFIX}{lab}-{node}"
+
+
+def switch_netns(lab: str) -> str:
+    return f"{NETNS_PREFIX}{lab}-sw"
+
+
+def external_netns(lab: str) -> str:
+    return f"{NETNS_PREFIX}{lab}-ext"
+
+
+def pod_netns(lab: str, pod_uid: str) -> str:
+    return f"{NETNS_PREFIX}{lab}-p-{pod_uid.replace('-', '')[:12]}"
+
+
+def lab_netns_prefix(lab: str) -> str:
+    return f"{NETNS_PREFIX}{lab}-"
+
+
+def short_hash(text: str, n: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def host_veth(pod_uid: str) -> str:
+    """Node-side end of a pod's veth pair (like CNI's `veth` + hash)."""
+    return f"veth{short_hash(pod_uid)}"
+
+
+def switch_port(lab: str, node: str) -> str:
+    """Switch-side end of a node's underlay link (lives in the switch namespace)."""
+    name = f"sw-{node}"
+    if len(name) > IFNAMSIZ:
+        name = f"sw-{short_hash(node, 10)}"
+    return name
+
+
+def node_ip(index: int) -> ipaddress.IPv4Address:
+    return ipaddress.ip_address(int(config.UNDERLAY_CIDR.network_address) + 10 + index)  # type: ignore[return-value]
+
+
+EXTERNAL_IP = ipaddress.ip_address("192.168.56.100")
+
+
+def node_pod_cidr(index: int) -> ipaddress.IPv4Network:
+    """Node i gets 10.244.i.0/24."""
+    base = int(config.CLUSTER_CIDR.network_address)
+    return ipaddress.ip_network((base + (index << 8), 24))  # type: ignore[return-value]
+
+
+def kube_chain_hash(prefix: str, text: str) -> str:
+    """kube-proxy's chain naming: prefix + first 16 chars of base32(sha256(text))."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return prefix + base64.b32encode(digest).decode()[:16]

@@ -1,0 +1,1 @@
+"""Node agent: kubelet + CNI role, overlay, pod processes, probes."""

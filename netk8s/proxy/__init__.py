@@ -1,0 +1,1 @@
+"""kube-proxy role: change tracking, renderers per mode, syncer."""

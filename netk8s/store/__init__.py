@@ -1,0 +1,1 @@
+"""Object store: SQLite, etcd and an in-memory fake behind one protocol."""

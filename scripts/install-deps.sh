@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what netk8s needs on a fresh Debian/Ubuntu machine (as root): apt packages, then a venv.
+# Idempotent: a second run installs nothing new. Non-interactive (CI has no stdin).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv=${NETK8S_VENV:-$here/.venv}
+export DEBIAN_FRONTEND=noninteractive
+
+apt_pkgs=(iproute2 iptables nftables ipset conntrack tcpdump procps kmod util-linux
+          iputils-ping curl wget dnsutils gcc python3-venv python3-dev)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "netk8s: installing apt packages: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# python-iptables drives the legacy xtables backend: netk8s uses iptables-legacy inside its node
+# namespaces (see README "iptables backend"); make sure the legacy binaries exist.
+command -v iptables-legacy >/dev/null || { echo "netk8s: iptables-legacy missing" >&2; exit 1; }
+
+# Pick the interpreter: the one that runs make (PYTHON), else python3 on PATH.
+py=${PYTHON:-$(command -v python3)}
+if [ ! -x "$venv/bin/python" ]; then
+  echo "netk8s: creating venv $venv"
+  "$py" -m venv "$venv"
+fi
+stamp="$venv/.netk8s-deps"
+if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -e "$here[test]"
+  touch "$stamp"
+fi
+echo "netk8s: dependencies ready ($venv)"
