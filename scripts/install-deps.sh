@@ -35,3 +35,7 @@ if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   touch "$stamp"
 fi
 echo "netk8s: dependencies ready ($venv)"
+# Put the CLI on PATH for `sudo netk8s ...` (a symlink into the venv; nothing else outside the repo).
+if [ -d /usr/local/bin ] && [ ! -e /usr/local/bin/netk8s ] || [ -L /usr/local/bin/netk8s ]; then
+  ln -sfn "$venv/bin/netk8s" /usr/local/bin/netk8s
+fi

@@ -7,11 +7,18 @@ like the API server) and metadata.creationTimestamp. Cluster-scoped kinds use na
 
 from __future__ import annotations
 
+import builtins
 import copy
+import datetime
+import json
+import secrets
+import uuid
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Callable, Collection, Literal, Protocol
+from typing import Literal, Protocol
 
-from netk8s.errors import Conflict
+from netk8s.errors import AlreadyExists, Conflict, Expired, NotFound, ValidationError
+from netk8s.model.kinds import kind_info, object_key
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 OpType = Literal["create", "update", "put", "delete"]
@@ -60,13 +67,14 @@ class Store(Protocol):
         """Removes the object and returns it as it was; NotFound if absent; Conflict on a stale rv."""
         ...
 
-    def transaction(self, ops: list[Op]) -> list[dict]:
+    def transaction(self, ops: builtins.list[Op]) -> builtins.list[dict]:
         """All ops or none (atomic). Returns the stored objects (deleted ones as they were)."""
         ...
 
     def revision(self) -> int: ...
 
-    def watch(self, since: int, kinds: Collection[str] | None = None, timeout: float = 1.0) -> list[Event]:
+    def watch(self, since: int, kinds: Collection[str] | None = None,
+              timeout: float = 1.0) -> builtins.list[Event]:
         """Events with revision > since (of the given kinds), waiting up to `timeout` seconds for the
         first one; [] on timeout. Raises Expired if `since` is older than the kept history."""
         ...
@@ -90,3 +98,225 @@ def mutate(store: Store, kind: str, namespace: str, name: str, fn: Callable[[dic
         except Conflict:
             continue
     raise Conflict(f"{kind.lower()}/{name}: too many concurrent updates")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Write semantics shared by every backend. A backend opens its own transaction and hands apply_op() a
+# TxnView over it; apply_op() decides what to write (uid, timestamps, resourceVersion, generation,
+# no-op detection, Conflict/NotFound/AlreadyExists) so that SQLite, memory and a future etcd backend
+# behave the same. Nothing here touches a file or reads the clock: the caller passes `now`.
+# ---------------------------------------------------------------------------------------------------
+
+Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for cluster-scoped kinds
+
+GENERATE_NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+GENERATE_NAME_SUFFIX_LEN = 5
+
+
+class TxnView(Protocol):
+    """What apply_op() needs from a backend inside one open write transaction."""
+
+    def read(self, key: Key) -> dict | None:
+        """The object as stored (including earlier writes of this transaction), or None."""
+        ...
+
+    def bump(self) -> int:
+        """Allocate the next global revision."""
+        ...
+
+    def write(self, rev: int, etype: EventType, key: Key, obj: dict) -> None:
+        """Store obj under key (DELETED: remove key) and append the event (rev, etype, obj)."""
+        ...
+
+
+def normalize_key(kind: str, namespace: str | None, name: str) -> Key:
+    """The storage key: cluster-scoped kinds always use namespace "", namespaced ones default to
+    "default" when the namespace is empty (as kubectl does)."""
+    if kind_info(kind).namespaced:
+        return kind, namespace or "default", name
+    return kind, "", name
+
+
+def to_json(obj: dict) -> str:
+    """Canonical JSON text of an object (what the stores keep); ValidationError if not JSON-able."""
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValidationError(f"{_ref(obj)}: object is not JSON-serialisable: {e}") from None
+
+
+def from_json(text: str) -> dict:
+    data: dict = json.loads(text)
+    return data
+
+
+def clone(obj: dict) -> dict:
+    """A private copy (JSON round trip), so callers never share dicts with the store."""
+    return from_json(to_json(obj))
+
+
+def utc_timestamp(seconds: float) -> str:
+    """RFC 3339 UTC with seconds precision and a 'Z', like the API server's creationTimestamp."""
+    return datetime.datetime.fromtimestamp(int(seconds), tz=datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ref(obj: dict) -> str:
+    """`kind/name` for messages, tolerant of malformed objects."""
+    kind = obj.get("kind", "?") if isinstance(obj, dict) else "?"
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return f"{str(kind).lower()}/{name or '?'}"
+
+
+def _plural(kind: str) -> str:
+    return kind_info(kind).plural
+
+
+def not_found(key: Key) -> NotFound:
+    kind, ns, name = key
+    where = f' in namespace "{ns}"' if ns else ""
+    return NotFound(f'{_plural(kind)} "{name}" not found{where}',
+                    hint=f"list what exists with: netk8s get {_plural(kind)}" + (f" -n {ns}" if ns else ""))
+
+
+def _checked(obj: dict) -> dict:
+    """A private copy of obj after checking the fields the store relies on."""
+    if not isinstance(obj, dict):
+        raise ValidationError(f"object must be a mapping, not {type(obj).__name__}")
+    kind = obj.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ValidationError(f"{_ref(obj)}: kind: required")
+    kind_info(kind)  # ValidationError on an unknown kind
+    o = clone(obj)
+    meta = o.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise ValidationError(f"{_ref(obj)}: metadata: must be a mapping")
+    for field in ("name", "namespace", "generateName"):
+        if meta.get(field) is not None and not isinstance(meta[field], str):
+            raise ValidationError(f"{_ref(obj)}: metadata.{field}: must be a string")
+    return o
+
+
+def _key(o: dict) -> Key:
+    if not o["metadata"].get("name"):
+        raise ValidationError(f"{_ref(o)}: metadata.name: required",
+                              hint="set metadata.name (or metadata.generateName on create)")
+    return normalize_key(*object_key(o))
+
+
+def key_of(obj: dict) -> Key:
+    """The storage key of an object (checks kind and metadata.name)."""
+    return _key(_checked(obj))
+
+
+def _set_scope(o: dict, key: Key) -> None:
+    meta = o["metadata"]
+    meta["name"] = key[2]
+    if key[1]:
+        meta["namespace"] = key[1]
+    else:
+        meta.pop("namespace", None)
+
+
+def _random_suffix() -> str:
+    return "".join(secrets.choice(GENERATE_NAME_ALPHABET) for _ in range(GENERATE_NAME_SUFFIX_LEN))
+
+
+def _create(view: TxnView, o: dict, now: str) -> dict:
+    meta = o["metadata"]
+    if not meta.get("name"):
+        prefix = meta.get("generateName") or ""
+        if not prefix:
+            raise ValidationError(f"{_ref(o)}: metadata.name: required",
+                                  hint="set metadata.name or metadata.generateName")
+        for _ in range(100):
+            meta["name"] = prefix + _random_suffix()
+            if view.read(_key(o)) is None:
+                break
+        else:
+            raise AlreadyExists(f"{_ref(o)}: no free name with generateName {prefix!r}")
+    key = _key(o)
+    if view.read(key) is not None:
+        raise AlreadyExists(f'{_plural(key[0])} "{key[2]}" already exists',
+                            hint="use `netk8s apply` to change an existing object")
+    rev = view.bump()
+    _set_scope(o, key)
+    meta["uid"] = str(uuid.uuid4())
+    meta["creationTimestamp"] = now
+    meta["resourceVersion"] = str(rev)
+    meta["generation"] = 1
+    view.write(rev, "ADDED", key, o)
+    return o
+
+
+def _replace(view: TxnView, o: dict, cur: dict, key: Key, check_rv: bool) -> dict:
+    meta = o["metadata"]
+    cur_meta = cur["metadata"]
+    given_rv = meta.get("resourceVersion")
+    if check_rv and given_rv not in (None, "") and str(given_rv) != cur_meta["resourceVersion"]:
+        raise Conflict(
+            f'Operation cannot be fulfilled on {_plural(key[0])} "{key[2]}": the object has been '
+            "modified; please apply your changes to the latest version and try again",
+            hint="read the object again and retry")
+    _set_scope(o, key)
+    for field in ("uid", "creationTimestamp"):
+        if field in cur_meta:
+            meta[field] = cur_meta[field]
+        else:
+            meta.pop(field, None)
+    generation = int(cur_meta.get("generation") or 1)
+    # Kubernetes bumps metadata.generation only when the spec changes (status/metadata writes don't).
+    meta["generation"] = generation + 1 if o.get("spec") != cur.get("spec") else generation
+    meta["resourceVersion"] = cur_meta["resourceVersion"]
+    if o == cur:
+        return cur  # nothing changed: no revision, no event
+    rev = view.bump()
+    meta["resourceVersion"] = str(rev)
+    view.write(rev, "MODIFIED", key, o)
+    return o
+
+
+def _delete(view: TxnView, key: Key, resource_version: str | None) -> dict:
+    cur = view.read(key)
+    if cur is None:
+        raise not_found(key)
+    if resource_version not in (None, "") and str(resource_version) != cur["metadata"]["resourceVersion"]:
+        raise Conflict(
+            f'Operation cannot be fulfilled on {_plural(key[0])} "{key[2]}": the object has been '
+            "modified (resourceVersion precondition failed)",
+            hint="read the object again and retry")
+    rev = view.bump()
+    view.write(rev, "DELETED", key, cur)
+    return cur
+
+
+def apply_op(view: TxnView, op: Op, now: str) -> dict:
+    """Perform one write against an open transaction; returns the stored object (a delete returns the
+    object as it was). `now` is the creationTimestamp for creates (see utc_timestamp)."""
+    if op.type == "delete":
+        o = _checked(op.obj)
+        return _delete(view, _key(o), o["metadata"].get("resourceVersion"))
+    o = _checked(op.obj)
+    if op.type == "create":
+        return _create(view, o, now)
+    if op.type == "put" and not o["metadata"].get("name") and o["metadata"].get("generateName"):
+        return _create(view, o, now)
+    key = _key(o)
+    cur = view.read(key)
+    if op.type == "update":
+        if cur is None:
+            raise not_found(key)
+        return _replace(view, o, cur, key, check_rv=True)
+    if op.type == "put":
+        if cur is None:
+            return _create(view, o, now)
+        return _replace(view, o, cur, key, check_rv=False)
+    raise ValidationError(f"store: unknown operation {op.type!r}")
+
+
+def check_since(since: int, compacted: int) -> None:
+    """Raise Expired when events after `since` were already compacted away."""
+    if since < compacted:
+        raise Expired(f"watch from revision {since} is too old: history starts after revision {compacted}",
+                      hint="list again and watch from the list's revision")

@@ -1,0 +1,209 @@
+"""The one-machine lab: build the namespaces, start the controller and one agent per node, tear down.
+
+The lab only creates namespaces and starts processes; the node agent inside each node namespace does
+what it would do on a VM (DESIGN.md, "One rule that shapes everything").
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from netk8s.config import LabPaths
+from netk8s.dataplane import netns as dp_netns
+from netk8s.dataplane.launch import launch_argv
+from netk8s.errors import LabError, NetK8sError
+from netk8s.lab import procs, topology
+from netk8s.model import naming
+from netk8s.store.factory import open_store
+
+PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
+OVERLAYS = ("vxlan", "host-gw")
+
+
+@dataclass
+class LabInfo:
+    name: str
+    nodes: int
+    overlay: str
+    proxy_mode: str
+    store: str
+    created: float
+
+    def node_names(self) -> list[str]:
+        return [naming.node_name(i) for i in range(1, self.nodes + 1)]
+
+
+def load_lab(name: str) -> LabInfo:
+    path = LabPaths(name).lab_file
+    try:
+        data = json.loads(path.read_text())
+        return LabInfo(**data)
+    except FileNotFoundError:
+        raise LabError(f"lab {name!r} is not up", hint="start it with: sudo netk8s lab up") from None
+    except (ValueError, TypeError) as e:
+        raise LabError(f"lab {name!r}: state file {path} is corrupt ({e})", hint="run: sudo netk8s clean") from None
+
+
+def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str = "vxlan",
+           store_kind: str = "sqlite", progress: Callable[[str], None] = lambda s: None,
+           timeout: float = 60.0) -> LabInfo:
+    naming.check_lab_name(name)
+    if not 1 <= nodes <= 50:
+        raise LabError(f"--nodes: must be between 1 and 50, got {nodes}")
+    if proxy_mode not in PROXY_MODES:
+        raise LabError(f"--proxy-mode: must be one of {', '.join(PROXY_MODES)}, got {proxy_mode!r}")
+    if overlay not in OVERLAYS:
+        raise LabError(f"--overlay: must be one of {', '.join(OVERLAYS)}, got {overlay!r}")
+    if store_kind != "sqlite":
+        raise LabError(f"--store: {store_kind!r} is not supported yet (use sqlite)")
+    paths = LabPaths(name)
+    if paths.lab_file.exists() or any(n.startswith(naming.lab_netns_prefix(name)) for n in dp_netns.list_netns()):
+        raise LabError(f"lab {name!r} is already up (or left traces)",
+                       hint=f"run 'sudo netk8s lab down --name {name}' or 'sudo netk8s clean' first")
+    if paths.root.exists():
+        shutil.rmtree(paths.root)
+    paths.root.mkdir(parents=True)
+    info = LabInfo(name, nodes, overlay, proxy_mode, f"sqlite://{paths.store}", time.time())
+    try:
+        plan = topology.plan_lab(name, nodes)
+        progress(f"building underlay and {nodes} node namespaces")
+        topology.build_lab(plan)
+        store = open_store(info.store)
+        store.close()
+        paths.lab_file.write_text(json.dumps(asdict(info), indent=2))
+        progress("starting controller")
+        start_controller(info)
+        for i in range(1, nodes + 1):
+            progress(f"starting agent on {naming.node_name(i)}")
+            start_agent(info, i)
+        progress("waiting for nodes to be Ready")
+        wait_nodes_ready(info, timeout)
+    except BaseException:
+        lab_down(name)
+        raise
+    progress(f"lab {name!r} is up: {nodes} nodes, overlay {overlay}, proxy {proxy_mode}")
+    return info
+
+
+def start_controller(info: LabInfo) -> int:
+    paths = LabPaths(info.name)
+    argv = [sys.executable, "-m", "netk8s.controller", "--store", info.store]
+    pid = procs.spawn(argv, info.name, paths.logs / "controller.log")
+    _write_pid(info.name, "controller", pid)
+    return pid
+
+
+def start_agent(info: LabInfo, index: int) -> int:
+    paths = LabPaths(info.name)
+    node = naming.node_name(index)
+    argv = launch_argv(
+        [sys.executable, "-m", "netk8s.node", "--lab", info.name, "--node", node,
+         "--node-ip", str(naming.node_ip(index)), "--store", info.store,
+         "--state-dir", str(paths.node_dir(node)), "--overlay", info.overlay,
+         "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode],
+        netns=naming.node_netns(info.name, node),
+    )
+    pid = procs.spawn(argv, info.name, paths.logs / f"agent-{node}.log")
+    _write_pid(info.name, f"agent-{node}", pid)
+    return pid
+
+
+def _write_pid(lab: str, role: str, pid: int) -> None:
+    d = LabPaths(lab).pids
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{role}.pid").write_text(str(pid))
+
+
+def read_pid(lab: str, role: str) -> int | None:
+    try:
+        return int((LabPaths(lab).pids / f"{role}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def wait_nodes_ready(info: LabInfo, timeout: float) -> None:
+    store = open_store(info.store)
+    want = set(info.node_names())
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            nodes, _ = store.list("Node")
+            ready = {
+                n["metadata"]["name"] for n in nodes
+                if any(c.get("type") == "Ready" and c.get("status") == "True"
+                       for c in (n.get("status") or {}).get("conditions") or [])
+                and (info.overlay != "vxlan"
+                     or "flannel.alpha.coreos.com/backend-data" in (n["metadata"].get("annotations") or {}))
+            }
+            if want <= ready:
+                return
+            if time.monotonic() > deadline:
+                missing = ", ".join(sorted(want - ready))
+                raise LabError(f"nodes not Ready after {timeout:.0f}s: {missing}",
+                               hint=f"see the agent logs in {LabPaths(info.name).logs}")
+            for role in ["controller"] + [f"agent-{n}" for n in info.node_names()]:
+                pid = read_pid(info.name, role)
+                if pid is not None and not procs.alive(pid):
+                    raise LabError(f"{role} exited during start-up",
+                                   hint=f"see {LabPaths(info.name).logs / (role + '.log')}")
+            time.sleep(0.1)
+    finally:
+        store.close()
+
+
+def lab_processes(name: str) -> list[int]:
+    """Every process of this lab: tagged ones and any inside its namespaces."""
+    pids = set(procs.tagged_pids(name))
+    for ns in dp_netns.list_netns(naming.lab_netns_prefix(name)):
+        pids.update(dp_netns.pids_in_netns(ns))
+    return sorted(pids)
+
+
+def lab_down(name: str) -> None:
+    """Stop every process of the lab (agents and controller first), remove its namespaces and state."""
+    roles = [p for p in (LabPaths(name).pids.glob("*.pid") if LabPaths(name).pids.exists() else [])]
+    first = [pid for pid in (read_pid(name, r.stem) for r in roles) if pid is not None and procs.alive(pid)]
+    procs.stop_pids(first, grace=3.0)
+    procs.stop_pids(lab_processes(name), grace=1.0)
+    topology.destroy_lab(name)
+    root = LabPaths(name).root
+    if root.exists():
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def known_labs() -> list[str]:
+    from netk8s.config import state_root
+
+    labs = set()
+    root = state_root()
+    if root.exists():
+        labs.update(p.name for p in root.iterdir() if p.is_dir())
+    return sorted(labs)
+
+
+def clean_all(lab: str | None = None) -> list[str]:
+    """Remove every netk8s trace (of one lab, or of all): tagged processes, processes in nk8s-
+    namespaces, the namespaces, the state.
+
+    Works with no state at all: namespaces are found by their `nk8s-` prefix, processes by their tag.
+    """
+    removed = []
+    pids = set(procs.tagged_pids(lab))
+    all_ns = dp_netns.list_netns(naming.lab_netns_prefix(lab) if lab else naming.NETNS_PREFIX)
+    for ns in all_ns:
+        pids.update(dp_netns.pids_in_netns(ns))
+    procs.stop_pids(sorted(pids), grace=2.0)
+    for ns in all_ns:
+        try:
+            dp_netns.delete_netns(ns)
+            removed.append(ns)
+        except NetK8sError:
+            pass
+    for name in [lab] if lab else known_labs():
+        shutil.rmtree(LabPaths(name).root, ignore_errors=True)
+    return removed

@@ -1,0 +1,161 @@
+"""Manifest loading: files, directories and stdin to (origin, object) pairs, multi-document YAML and JSON.
+
+Each object comes with an origin such as `web.yaml#2` (the 1-based document index in its file, and
+`web.yaml#1.items[3]` for an item of a `kind: List`), so every later message can name the document.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from netk8s.errors import ValidationError
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+STDIN_ORIGIN = "<stdin>"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (as kubectl's strict decoding does) and keeps dates as text.
+
+    PyYAML turns `2024-01-01` into a datetime.date, which is not JSON; Kubernetes' YAML decoder keeps
+    it a string, so the timestamp resolver is dropped below.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                dup = key in seen
+            except TypeError:  # unhashable key; construct_mapping below reports it
+                continue
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {json.dumps(key, default=str)}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml_error(origin: str, err: yaml.YAMLError) -> ValidationError:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    context = getattr(err, "context", None)
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    what = f"{context}: {problem}" if context else problem
+    what = " ".join(str(what).split())
+    return ValidationError(f"{origin}: YAML syntax error{where}: {what}",
+                           hint="fix the YAML (indentation, ':' after keys, quoting)")
+
+
+def _kind_of(value: object) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _expand(origin: str, doc: object) -> list[tuple[str, dict]]:
+    """One parsed document to objects: checks it is a mapping and expands `kind: List`."""
+    if not isinstance(doc, dict):
+        raise ValidationError(
+            f"{origin}: document is {_kind_of(doc)}, not a mapping (an object with apiVersion, kind, metadata)",
+            hint="each YAML document must be one object; separate objects with '---'")
+    kind = doc.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and "items" in doc:
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            raise ValidationError(f"{origin}: items must be a list")
+        out: list[tuple[str, dict]] = []
+        for i, item in enumerate(items):
+            out.extend(_expand(f"{origin}.items[{i}]", item))
+        return out
+    return [(origin, doc)]
+
+
+def parse_text(text: str, origin: str) -> list[tuple[str, dict]]:
+    """Parse one multi-document YAML (or JSON) text. Empty documents are skipped, Lists expanded.
+
+    Origins are `<origin>#<1-based document index>`. Raises ValidationError naming the origin (and
+    the line) on a syntax error or a document that is not a mapping.
+    """
+    out: list[tuple[str, dict]] = []
+    index = 0
+    docs = yaml.load_all(text, Loader=_Loader)
+    while True:
+        try:
+            doc = next(docs)
+        except StopIteration:
+            break
+        except yaml.YAMLError as err:
+            raise _yaml_error(f"{origin}#{index + 1}", err) from None
+        index += 1
+        if doc is None:
+            continue
+        out.extend(_expand(f"{origin}#{index}", doc))
+    return out
+
+
+def _parse_json(text: str, origin: str) -> list[tuple[str, dict]]:
+    if not text.strip():
+        return []
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValidationError(f"{origin}: JSON syntax error at line {err.lineno} column {err.colno}: {err.msg}",
+                              hint="fix the JSON") from None
+    return _expand(f"{origin}#1", doc)
+
+
+def _read(path: Path, origin: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"{origin}: not UTF-8 text") from None
+    except OSError as err:
+        raise ValidationError(f"{origin}: cannot read: {err.strerror or err}") from None
+
+
+def _load_file(path: Path, origin: str) -> list[tuple[str, dict]]:
+    text = _read(path, origin)
+    if path.suffix.lower() == ".json":
+        return _parse_json(text, origin)
+    return parse_text(text, origin)
+
+
+def load_documents(sources: list[str], stdin_text: str | None = None) -> list[tuple[str, dict]]:
+    """Load every object from files, directories (their *.yaml/*.yml/*.json, sorted, not recursive)
+    and "-" (stdin_text), in order, as (origin, object)."""
+    out: list[tuple[str, dict]] = []
+    for source in sources:
+        if source == "-":
+            if stdin_text is None:
+                raise ValidationError("-f -: no standard input was given")
+            out.extend(parse_text(stdin_text, STDIN_ORIGIN))
+            continue
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES)
+            for f in files:
+                out.extend(_load_file(f, str(f)))
+        elif path.exists():
+            out.extend(_load_file(path, source))
+        else:
+            raise ValidationError(f"-f {source}: the path does not exist")
+    return out

@@ -1,0 +1,41 @@
+"""`python -m netk8s.node`: run the node agent in the current network namespace (the node)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from netk8s.node.agent import AgentConfig, NodeAgent
+from netk8s.store.factory import open_store
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="netk8s-node")
+    ap.add_argument("--lab", required=True)
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--node-ip", required=True)
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--state-dir", required=True)
+    ap.add_argument("--overlay", default="vxlan", choices=["vxlan", "host-gw"])
+    ap.add_argument("--pod-cidr")
+    ap.add_argument("--proxy-mode", default="iptables")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    store = open_store(args.store)
+    cfg = AgentConfig(lab=args.lab, node=args.node, node_ip=args.node_ip, state_dir=Path(args.state_dir),
+                      overlay=args.overlay, pod_cidr=args.pod_cidr)
+    agent = NodeAgent(store, cfg)
+    agent.run(stop)
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""Open a store from a URL: `sqlite:///abs/path.db` or a bare path, `memory://`, later `etcd://host:port`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from netk8s.errors import NetK8sError
+from netk8s.store.base import Store
+from netk8s.store.memory import MemoryStore
+from netk8s.store.sqlite import SqliteStore
+
+
+def _open_sqlite(rest: str) -> Store:
+    # sqlite:///abs/path.db -> rest "/abs/path.db"; sqlite://rel.db -> "rel.db" (relative to the cwd)
+    if not rest:
+        raise NetK8sError("store: sqlite:// URL has no path", hint="use sqlite:///absolute/path/store.db")
+    return SqliteStore(Path(rest))
+
+
+def _open_memory(rest: str) -> Store:
+    return MemoryStore()
+
+
+def _open_etcd(rest: str) -> Store:
+    raise NetK8sError(f"etcd store is not implemented yet (etcd://{rest})",
+                      hint="use the default SQLite store (--store sqlite)")
+
+
+# One opener per URL scheme; an etcd backend replaces _open_etcd with one that parses host:port.
+OPENERS: dict[str, Callable[[str], Store]] = {
+    "sqlite": _open_sqlite,
+    "memory": _open_memory,
+    "etcd": _open_etcd,
+}
+
+
+def open_store(url: str) -> Store:
+    """The store a URL names. A string without `scheme://` is a path to a SQLite file."""
+    if not url:
+        raise NetK8sError("store: empty store URL", hint="use sqlite:///path/store.db or memory://")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return SqliteStore(Path(url))
+    opener = OPENERS.get(scheme.lower())
+    if opener is None:
+        raise NetK8sError(f"store: unknown store URL scheme {scheme!r} in {url!r}",
+                          hint="supported: " + ", ".join(f"{s}://" for s in OPENERS))
+    return opener(rest)

@@ -1,0 +1,87 @@
+"""Helpers for privileged tests: drive a real lab through the real CLI, poll with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Lab:
+    """One lab, named uniquely, with its own state directory; every CLI call is a real subprocess."""
+
+    def __init__(self, name: str, state_dir: Path, nodes: int = 3, overlay: str = "vxlan",
+                 proxy_mode: str = "iptables") -> None:
+        self.name, self.state_dir, self.nodes, self.overlay, self.proxy_mode = name, state_dir, nodes, overlay, proxy_mode
+        self.env = dict(os.environ, NETK8S_STATE_DIR=str(state_dir), NETK8S_LAB=name)
+        self.env.pop("NETK8S_TAG", None)
+
+    def cli(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        p = subprocess.run([sys.executable, "-m", "netk8s.cli.main", *args], env=self.env, cwd=REPO,
+                           capture_output=True, text=True, input=input, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"netk8s {' '.join(args)} -> {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+                                 f"\n{self.logs_tail()}")
+        return p
+
+    def logs_tail(self, lines: int = 30) -> str:
+        out = []
+        for f in sorted((self.state_dir / self.name / "logs").glob("*.log")):
+            text = f.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {f.name}\n" + "\n".join(text))
+        return "\n".join(out)
+
+    def up(self) -> None:
+        self.cli("lab", "up", "--nodes", str(self.nodes), "--overlay", self.overlay,
+                 "--proxy-mode", self.proxy_mode, timeout=180)
+
+    def down(self) -> None:
+        self.cli("lab", "down", check=False, timeout=180)
+
+    def apply(self, text: str) -> str:
+        return self.cli("apply", "-f", "-", input=text).stdout
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.cli("get", *args, "-o", "json").stdout)
+
+    def pods(self, selector: str | None = None, namespace: str = "default") -> list[dict]:
+        args = ["pods", "-n", namespace] + (["-l", selector] if selector else [])
+        return self.get_json(*args)["items"]
+
+    def exec(self, pod: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        return self.cli("exec", pod, "--", *argv, check=check, timeout=timeout)
+
+    def node_exec(self, where: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        return self.cli("lab", "exec", where, *argv, check=check, timeout=timeout)
+
+    def wait_for(self, what: str, fn: Callable[[], Any], timeout: float = 60, interval: float = 0.2) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = fn()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}\n{self.logs_tail()}")
+
+    def ready_pods(self, selector: str, count: int, timeout: float = 60) -> list[dict]:
+        def check() -> list[dict] | None:
+            pods = [p for p in self.pods(selector) if not p["metadata"].get("deletionTimestamp")]
+            ready = [p for p in pods if is_ready(p)]
+            return ready if len(ready) == count and len(pods) == count else None
+
+        return self.wait_for(f"{count} ready pods {selector}", check, timeout)
+
+
+def is_ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}{os.getpid() % 100000}{int(time.time() * 1000) % 1000}"
