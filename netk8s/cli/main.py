@@ -194,13 +194,22 @@ def apply(ctx: click.Context, files: tuple[str, ...]) -> None:
 @click.option("-l", "--selector", default=None)
 @click.option("-o", "--output", default=None)
 @click.option("--show-labels", is_flag=True, hidden=True)
+@click.option("--show-kind", is_flag=True, hidden=True)
 @click.pass_context
 def get(ctx: click.Context, words: tuple[str, ...], namespace: str | None, all_namespaces: bool,
-        selector: str | None, output: str | None, show_labels: bool) -> None:
+        selector: str | None, output: str | None, show_labels: bool, show_kind: bool = False) -> None:
     """List objects like kubectl get."""
     from netk8s.cli import printers
     from netk8s.model.labels import parse_selector
 
+    if words and "," in words[0] and "/" not in words[0]:
+        kinds = [w for w in words[0].split(",") if w]
+        for i, k in enumerate(kinds):
+            ctx.invoke(get, words=(k, *words[1:]), namespace=namespace, all_namespaces=all_namespaces,
+                       selector=selector, output=output, show_labels=show_labels, show_kind=True)
+            if i < len(kinds) - 1 and output in (None, "wide"):
+                click.echo("")
+        return
     info, name = kind_and_name(words)
     if output not in (None, "wide", "yaml", "json", "name"):
         raise UsageError(f"-o: unsupported output format {output!r} (wide, yaml, json, name)")
@@ -229,8 +238,10 @@ def get(ctx: click.Context, words: tuple[str, ...], namespace: str | None, all_n
         where = "" if not info.namespaced or all_namespaces else f" in {ns} namespace"
         click.echo(f"No resources found{where}.", err=True)
     else:
-        click.echo(printers.render_table(info.kind, objs, time.time(), wide=output == "wide",
-                                         all_namespaces=bool(all_namespaces and info.namespaced)), nl=False)
+        table = printers.render_table(info.kind, objs, time.time(), wide=output == "wide",
+                                      all_namespaces=bool(all_namespaces and info.namespaced),
+                                      show_kind=show_kind)
+        click.echo(table, nl=not table.endswith("\n"))
 
 
 @cli.command("describe")
@@ -261,7 +272,8 @@ def describe(ctx: click.Context, words: tuple[str, ...], namespace: str) -> None
             related["ReplicaSet"], _ = store.list("ReplicaSet", ns)
     finally:
         store.close()
-    click.echo(render(obj, related, time.time()), nl=False)
+    text = render(obj, related, time.time())
+    click.echo(text, nl=not text.endswith("\n"))
 
 
 @cli.command("delete")
@@ -394,7 +406,7 @@ def exec_(ctx: click.Context, namespace: str, container: str | None, interactive
     rt = pod_runtime(lab_name, obj["spec"]["nodeName"])
     uid = obj["metadata"]["uid"]
     full = rt.exec_argv(uid, naming.pod_netns(lab_name, uid), list(argv))
-    rc = subprocess.call(full, stdin=None if interactive else subprocess.DEVNULL)
+    rc = subprocess.call(full, stdin=None if interactive else subprocess.DEVNULL, env=rt.process_env(dict(os.environ)))
     ctx.exit(rc)
 
 

@@ -116,6 +116,9 @@ def run_controller(store: Store, stop: threading.Event, clock: Callable[[], floa
     ensure_system_namespaces(store)
     informer = Informer(store, list(KINDS))
     informer.sync()
+    # sync() lists kind by kind; catching up to one revision makes the kinds agree (a namespace listed
+    # before its new pods must not look missing, or the namespace controller would delete them).
+    _catch_up(informer, store.revision(), stop)
     log.info("controller started (%s)", ", ".join(r.name for r in recs))
     dirty = True
     last_pass = float("-inf")

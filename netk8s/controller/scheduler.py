@@ -15,6 +15,7 @@ from netk8s.controller.reconcile import (
     meta,
     name_of,
     namespace_of,
+    pod_phase,
     update_op,
 )
 from netk8s.errors import NetK8sError
@@ -175,6 +176,8 @@ def reconcile_scheduling(snapshot: Snapshot, now: float) -> list[Op]:
         if node_name:
             bound = nodes.get(node_name)
             if bound is None:
+                if pod_phase(pod) != "Pending":
+                    continue  # it ran on a node since deleted; only never-started pods wait for theirs
                 _set_pod_scheduled(new, "False", "Unschedulable", f'node "{node_name}" not found', now,
                                    pending=True)
             else:

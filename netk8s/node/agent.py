@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 from netk8s import config
 from netk8s.errors import Conflict, NetK8sError, NotFound
 from netk8s.model import naming
-from netk8s.model.images import ImageUnsupported, container_argv, env_list_to_dict
+from netk8s.model.images import ImageUnsupported, container_argv, env_list_to_dict, field_context
 from netk8s.model.ipam import POD_IP_ANNOTATION
 from netk8s.node import overlay, podfiles, podnet
 from netk8s.node.probes import ProbeTracker, run_probe
@@ -328,19 +328,12 @@ class NodeAgent:
         log.info("pod %s/%s started with IP %s", st.namespace, st.name, ip)
 
     def container_env(self, pod: dict, st: PodState, c: dict) -> dict[str, str]:
-        ctx = {
-            "metadata.name": st.name,
-            "metadata.namespace": st.namespace,
-            "metadata.uid": st.uid,
-            "status.podIP": st.ip,
-            "status.hostIP": self.cfg.node_ip,
-            "spec.nodeName": self.cfg.node,
-            "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", "default"),
-        }
-        env: dict[str, str] = {"HOSTNAME": podfiles.pod_hostname(pod)}
-        env.update(self.service_env(pod))
-        env.update(env_list_to_dict(c.get("env") or [], ctx))
-        return env
+        ctx = field_context(pod, self.cfg.node_ip)
+        ctx["status.podIP"] = st.ip
+        ctx["spec.nodeName"] = self.cfg.node
+        base = {"HOSTNAME": podfiles.pod_hostname(pod)}
+        base.update(self.service_env(pod))
+        return env_list_to_dict(c.get("env") or [], ctx, base)
 
     def service_env(self, pod: dict) -> dict[str, str]:
         """Docker-links style Service variables (filled in by the Services work)."""
@@ -349,11 +342,14 @@ class NodeAgent:
     def start_container(self, pod: dict, st: PodState, c: dict, now: float) -> None:
         cs = st.containers[c["name"]]
         try:
-            argv = container_argv(c, sys.executable)
+            env = self.container_env(pod, st, c)
+            argv = container_argv(c, sys.executable, env)
         except ImageUnsupported as e:
             cs.waiting_reason, cs.waiting_message, cs.running = "ImageUnsupported", e.message, False
             return
-        env = self.container_env(pod, st, c)
+        except NetK8sError as e:
+            cs.waiting_reason, cs.waiting_message, cs.running = "CreateContainerConfigError", e.message, False
+            return
         try:
             self.runtime.start_container(st.uid, c["name"], argv, env, st.netns, cwd=c.get("workingDir"))
         except NetK8sError as e:
@@ -361,13 +357,13 @@ class NodeAgent:
             return
         cs.running, cs.started_at, cs.waiting_reason, cs.waiting_message = True, now, None, ""
         cs.ready = not c.get("readinessProbe")
-        self.probes.reset(st.uid, c["name"]) if hasattr(self.probes, "reset") else None
+        self.probes.reset(st.uid, c["name"])
 
     def check_containers(self, pod: dict, st: PodState, now: float) -> None:
         policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
         for c in pod["spec"]["containers"]:
             cs = st.containers.setdefault(c["name"], ContainerState(c["name"]))
-            if cs.waiting_reason == "ImageUnsupported":
+            if cs.waiting_reason in ("ImageUnsupported", "CreateContainerConfigError"):
                 continue
             if cs.running and not self.runtime.alive(st.uid, c["name"]):
                 code = self.runtime.exit_code(st.uid, c["name"])
@@ -428,6 +424,7 @@ class NodeAgent:
         def run(argv: list[str], timeout: float) -> int:
             try:
                 return subprocess.run(self.runtime.exec_argv(st.uid, st.netns, argv), stdin=subprocess.DEVNULL,
+                                      env=self.runtime.process_env(),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       timeout=timeout).returncode
             except subprocess.TimeoutExpired:
