@@ -230,7 +230,8 @@ def get(ctx: click.Context, words: tuple[str, ...], namespace: str | None, all_n
     if output == "json":
         click.echo(printers.render_json(objs[0] if name else objs))
     elif output == "yaml":
-        click.echo(printers.render_yaml(objs[0] if name else objs), nl=False)
+        text = printers.render_yaml(objs[0] if name else objs)
+        click.echo(text, nl=not text.endswith("\n"))
     elif output == "name":
         if objs:
             click.echo(printers.render_name(objs))
@@ -270,6 +271,8 @@ def describe(ctx: click.Context, words: tuple[str, ...], namespace: str) -> None
             related["Pod"] = [p for p in pods if (p.get("spec") or {}).get("nodeName") == name]
         if info.kind in ("Deployment",):
             related["ReplicaSet"], _ = store.list("ReplicaSet", ns)
+        if info.kind in ("ReplicaSet", "StatefulSet"):
+            related["Pod"], _ = store.list("Pod", ns)
     finally:
         store.close()
     text = render(obj, related, time.time())

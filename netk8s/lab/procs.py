@@ -15,6 +15,11 @@ from pathlib import Path
 from netk8s.model import naming
 
 
+# Popen objects of detached children: kept so Python neither warns ("still running") on collection nor
+# loses the exit status; the processes themselves outlive the CLI by design (start_new_session).
+_children: list[subprocess.Popen] = []
+
+
 def spawn(argv: list[str], lab: str, log_path: Path, extra_env: dict[str, str] | None = None) -> int:
     """Start a detached, tagged process with its output appended to log_path; returns its PID."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,6 +29,7 @@ def spawn(argv: list[str], lab: str, log_path: Path, extra_env: dict[str, str] |
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True, close_fds=True)
+    _children.append(proc)
     return proc.pid
 
 
@@ -80,6 +86,9 @@ def stop_pids(pids: list[int], grace: float = 3.0) -> None:
 
 
 def _reap() -> None:
+    for proc in list(_children):
+        if proc.poll() is not None:
+            _children.remove(proc)
     try:
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
