@@ -38,10 +38,10 @@ spec:
 """
 
 
-def capture(lab: Lab, bpf: str, count: int, trigger, timeout: float = 20) -> str:
+def capture(lab: Lab, bpf: str, count: int, trigger, timeout: float = 20, decode: list[str] | None = None) -> str:
     """tcpdump on the underlay switch bridge (inside the lab's switch namespace) while `trigger` runs."""
     argv = ["ip", "netns", "exec", naming.switch_netns(lab.name), "tcpdump", "-i", "br0", "-nn", "-l", "-v",
-            "-c", str(count), bpf]
+            *(decode or []), "-c", str(count), bpf]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 5
@@ -68,7 +68,8 @@ def test_cross_node_traffic_per_overlay(overlay: str, tmp_path) -> None:
         ip = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
         fetch = lambda: lab.exec("client", "wget", "-qO-", f"http://{ip['server']}/")  # noqa: E731
         if overlay == "vxlan":
-            out = capture(lab, "udp port 8472", 2, fetch)
+            # tcpdump calls UDP 8472 "OTV" by default; -T vxlan decodes it as VXLAN (RFC 7348)
+            out = capture(lab, "udp port 8472", 2, fetch, decode=["-T", "vxlan"])
             assert "VXLAN" in out and "vni 1" in out, out
             assert ip["client"] in out and ip["server"] in out  # the inner packet is pod to pod
         else:
