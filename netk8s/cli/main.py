@@ -516,5 +516,11 @@ def main() -> None:
     cli(prog_name="netk8s")
 
 
+# Service commands live in their own module; importing it registers them on `cli`.
+from netk8s.cli import services as _services  # noqa: E402,F401
+
 if __name__ == "__main__":
-    main()
+    # `python -m netk8s.cli.main`: run the importable module's `cli` (the one services registered on).
+    from netk8s.cli.main import main as _main
+
+    _main()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from netk8s.errors import Conflict, NotFound, ValidationError
+from netk8s.model import svcalloc
 from netk8s.model.kinds import kind_info, object_key
 from netk8s.model.labels import Selector
 from netk8s.store.base import Op, Store, mutate
@@ -83,6 +84,7 @@ def apply_objects(store: Store, objs: list[dict], retries: int = 5) -> list[Appl
     for _ in range(retries):
         ops: list[Op] = []
         plan: list[tuple[dict, str]] = []
+        services = None
         for obj in objs:
             if not (obj.get("metadata") or {}).get("name"):  # generateName: always a new object
                 ops.append(Op("create", obj))
@@ -90,13 +92,22 @@ def apply_objects(store: Store, objs: list[dict], retries: int = 5) -> list[Appl
                 continue
             kind, ns, name = object_key(obj)
             cur = store.try_get(kind, ns, name)
+            if kind == "Service":
+                # Like the API server: allocate ClusterIP / NodePorts before the write, refuse conflicts.
+                if services is None:
+                    services = store.list("Service")[0]
+                base = merge_for_apply(cur, obj) if cur is not None else obj
+                obj = svcalloc.allocate(base, cur, [s for s in services if object_key(s) != (kind, ns, name)])
+                services = [s for s in services if object_key(s) != (kind, ns, name)] + [obj]
+                if cur is not None:
+                    obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": cur["metadata"]["resourceVersion"]}}
             if cur is None:
                 ops.append(Op("create", obj))
                 plan.append((obj, "created"))
                 continue
             if cur["metadata"].get("deletionTimestamp"):
                 raise ValidationError(f"{kind.lower()}/{name}: is being deleted; try again when it is gone")
-            new = merge_for_apply(cur, obj)
+            new = merge_for_apply(cur, obj) if kind != "Service" else obj
             if new == cur:
                 plan.append((cur, "unchanged"))
                 continue
