@@ -151,7 +151,12 @@ def lab_exec(ctx: click.Context, where: str, argv: tuple[str, ...]) -> None:
     else:
         raise ValidationError(f"NODE: {where!r} is not a node of lab {info.name!r} "
                               f"(nodes: {', '.join(info.node_names())}, or external)")
-    ctx.exit(subprocess.call(exec_argv(ns, list(argv))))
+    from netk8s.lab.manager import node_shell_env
+
+    env = dict(os.environ)
+    if where != "external":
+        env.update(node_shell_env(info.name))
+    ctx.exit(subprocess.call(exec_argv(ns, list(argv)), env=env))
 
 
 @cli.command("clean")

@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from netk8s.controller.endpoints import ENDPOINTS
 from netk8s.controller.gc import GARBAGE_COLLECTOR, NAMESPACES, SYSTEM_NAMESPACES
 from netk8s.controller.reconcile import Reconciler
 from netk8s.controller.scheduler import NODE_CIDRS, SCHEDULER
+from netk8s.controller.services import KUBERNETES_SERVICE, LOADBALANCER
 from netk8s.controller.workloads import DEPLOYMENTS, REPLICASETS, STATEFULSETS
 from netk8s.errors import AlreadyExists, Conflict, NetK8sError, NotFound
 from netk8s.model.kinds import KINDS
@@ -30,7 +32,8 @@ CATCH_UP_TIMEOUT = 5.0
 
 def default_reconcilers() -> list[Reconciler]:
     """Every built-in controller, in the order one pass runs them. Add new ones here."""
-    return [NAMESPACES, GARBAGE_COLLECTOR, NODE_CIDRS, DEPLOYMENTS, REPLICASETS, STATEFULSETS, SCHEDULER]
+    return [NAMESPACES, GARBAGE_COLLECTOR, NODE_CIDRS, DEPLOYMENTS, REPLICASETS, STATEFULSETS, SCHEDULER,
+            KUBERNETES_SERVICE, LOADBALANCER, ENDPOINTS]
 
 
 def ensure_system_namespaces(store: Store) -> None:

@@ -15,6 +15,7 @@ from typing import Callable
 
 from netk8s.config import LabPaths
 from netk8s.dataplane import netns as dp_netns
+from netk8s.dataplane.iptables import bin_dir_for_legacy
 from netk8s.dataplane.launch import launch_argv
 from netk8s.errors import LabError, NetK8sError
 from netk8s.lab import procs, topology
@@ -75,6 +76,8 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         topology.build_lab(plan)
         store = open_store(info.store)
         store.close()
+        # node shells and agents use the legacy xtables tools as plain `iptables` (README: iptables backend)
+        bin_dir_for_legacy(paths.root / "bin")
         paths.lab_file.write_text(json.dumps(asdict(info), indent=2))
         progress("starting controller")
         start_controller(info)
@@ -108,9 +111,16 @@ def start_agent(info: LabInfo, index: int) -> int:
          "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode],
         netns=naming.node_netns(info.name, node),
     )
-    pid = procs.spawn(argv, info.name, paths.logs / f"agent-{node}.log")
+    pid = procs.spawn(argv, info.name, paths.logs / f"agent-{node}.log", extra_env=node_shell_env(info.name))
     _write_pid(info.name, f"agent-{node}", pid)
     return pid
+
+
+def node_shell_env(lab: str) -> dict[str, str]:
+    """PATH for processes in node namespaces: the legacy iptables tools first."""
+    import os
+
+    return {"PATH": f"{LabPaths(lab).root / 'bin'}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
 
 
 def _write_pid(lab: str, role: str, pid: int) -> None:

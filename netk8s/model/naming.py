@@ -90,5 +90,7 @@ def node_pod_cidr(index: int) -> ipaddress.IPv4Network:
 
 def kube_chain_hash(prefix: str, text: str) -> str:
     """kube-proxy's chain naming: prefix + first 16 chars of base32(sha256(text))."""
+    # 16 base32 characters are exactly the first 80 bits: encoding only 10 bytes gives the same name
+    # several times faster (renders hash every endpoint of every service).
     digest = hashlib.sha256(text.encode()).digest()
-    return prefix + base64.b32encode(digest).decode()[:16]
+    return prefix + base64.b32encode(digest[:10]).decode()

@@ -12,6 +12,20 @@ from netk8s.node.agent import AgentConfig, NodeAgent
 from netk8s.store.factory import open_store
 
 
+def proxy_plugins(mode: str, cfg: AgentConfig) -> list:
+    """The kube-proxy role of this node, in the chosen mode."""
+    from netk8s.proxy.model import NodeContext
+
+    node = NodeContext(node_name=cfg.node, node_ips=(cfg.node_ip,))
+    if mode == "iptables":
+        from netk8s.proxy.proxier import IptablesProxier
+
+        return [IptablesProxier(node)]
+    if mode == "none":
+        return []
+    raise SystemExit(f"--proxy-mode: {mode!r} is not implemented yet")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="netk8s-node")
     ap.add_argument("--lab", required=True)
@@ -32,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = AgentConfig(lab=args.lab, node=args.node, node_ip=args.node_ip, state_dir=Path(args.state_dir),
                       overlay=args.overlay, pod_cidr=args.pod_cidr)
     agent = NodeAgent(store, cfg)
+    agent.plugins.extend(proxy_plugins(args.proxy_mode, cfg))
     agent.run(stop)
     store.close()
     return 0

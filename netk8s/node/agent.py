@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 
 from netk8s import config
 from netk8s.errors import Conflict, NetK8sError, NotFound
-from netk8s.model import naming
+from netk8s.model import naming, svcenv
 from netk8s.model.images import ImageUnsupported, container_argv, env_list_to_dict, field_context
 from netk8s.model.ipam import POD_IP_ANNOTATION
 from netk8s.node import overlay, podfiles, podnet
@@ -283,8 +283,40 @@ class NodeAgent:
         grace = meta.get("deletionGracePeriodSeconds")
         if grace is None:
             grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-        self.teardown(uid, float(grace))
+        deadline = self.clock() + float(grace)
+        st = self.pods.get(uid)
+        if st is not None and st.netns and float(grace) > 0:
+            self.run_pre_stop_hooks(pod, st, deadline)
+        self.teardown(uid, max(0.0, deadline - self.clock()))
         self.finalize_delete(pod)
+
+    def run_pre_stop_hooks(self, pod: dict, st: PodState, deadline: float) -> None:
+        """lifecycle.preStop (exec, httpGet, sleep) before SIGTERM; it counts against the grace period,
+        as in kubelet. The usual zero-downtime recipe (preStop sleep) relies on it."""
+        import subprocess
+        import urllib.request
+
+        for c in pod["spec"]["containers"]:
+            hook = ((c.get("lifecycle") or {}).get("preStop")) or {}
+            left = deadline - self.clock()
+            if not hook or left <= 0 or not self.runtime.alive(st.uid, c["name"]):
+                continue
+            try:
+                if "sleep" in hook:
+                    time.sleep(min(float(hook["sleep"].get("seconds", 0)), left))
+                elif "exec" in hook:
+                    subprocess.run(self.runtime.exec_argv(st.uid, st.netns, hook["exec"].get("command") or []),
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env=self.runtime.process_env(), timeout=left)
+                elif "httpGet" in hook:
+                    h = hook["httpGet"]
+                    port = h.get("port")
+                    if isinstance(port, str):
+                        port = next((p["containerPort"] for p in c.get("ports") or [] if p.get("name") == port), 80)
+                    url = f"http://{h.get('host') or st.ip}:{port}{h.get('path', '/')}"
+                    urllib.request.urlopen(url, timeout=left).close()
+            except (OSError, subprocess.SubprocessError) as e:
+                log.info("preStop hook of %s/%s %s: %s", st.namespace, st.name, c["name"], e)
 
     def finalize_delete(self, pod: dict) -> None:
         meta = pod["metadata"]
@@ -336,8 +368,9 @@ class NodeAgent:
         return env_list_to_dict(c.get("env") or [], ctx, base)
 
     def service_env(self, pod: dict) -> dict[str, str]:
-        """Docker-links style Service variables (filled in by the Services work)."""
-        return {}
+        """kubelet's docker-links Service variables, from the Services that exist when the pod starts."""
+        return svcenv.service_env(self.informer.list("Service"), pod["metadata"].get("namespace", "default"),
+                                  bool((pod.get("spec") or {}).get("enableServiceLinks", True)))
 
     def start_container(self, pod: dict, st: PodState, c: dict, now: float) -> None:
         cs = st.containers[c["name"]]

@@ -1,0 +1,271 @@
+"""iptables in the namespace this process runs in: apply a rendered text, save, probe chains, read counters.
+
+Backend decision: netk8s programs the LEGACY xtables backend (`iptables-legacy-restore`,
+`iptables-legacy-save`) inside node namespaces. Reasons: python-iptables (used for `netk8s rules`
+counters) reads only the legacy tables; legacy restore of a whole table is fast; and a node namespace
+is fresh, so there is no nft ruleset to coexist with. Debian's plain `iptables` is the nft backend, so
+`bin_dir_for_legacy()` makes a directory of `iptables*` symlinks to the legacy binaries; the lab puts
+it first on PATH in node shells so `iptables -t nat -L KUBE-SERVICES` shows what the proxy programmed.
+
+Legacy restore commits table by table: when the text holds `*nat ... COMMIT *filter ... COMMIT` and
+the filter part fails, nat is already applied. The proxier therefore treats any failure as "the kernel
+state is unknown" and does a full sync next time (kube-proxy does the same).
+
+Run `python -m netk8s.dataplane.iptables dump [--json]` inside a node namespace to print the rules
+with their counters (the CLI's `netk8s rules` does this through netk8s.dataplane.launch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from netk8s.errors import KernelError
+
+IPTABLES = "iptables-legacy"
+RESTORE = "iptables-legacy-restore"
+SAVE = "iptables-legacy-save"
+TIMEOUT = 60.0
+CONTEXT_LINES = 2
+
+# Names a user types -> the legacy binary that serves them (for bin_dir_for_legacy).
+LEGACY_LINKS = {
+    "iptables": "iptables-legacy",
+    "iptables-save": "iptables-legacy-save",
+    "iptables-restore": "iptables-legacy-restore",
+    "ip6tables": "ip6tables-legacy",
+    "ip6tables-save": "ip6tables-legacy-save",
+    "ip6tables-restore": "ip6tables-legacy-restore",
+}
+
+# iptables-restore reports a failure as "Error occurred at line: N" (parse errors) or
+# "iptables-restore: line N failed" (COMMIT rejected by the kernel), see iptables-restore.c.
+_LINE_RE = re.compile(r"(?:line:?\s+(\d+)\s+failed|Error occurred at line:\s*(\d+))")
+
+
+def _run(argv: list[str], stdin: str | None = None,
+         timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise KernelError(f"{argv[0]}: not installed", hint="apt-get install iptables") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise KernelError(f"{' '.join(argv)}: timed out after {timeout}s",
+                          hint="another process may hold the xtables lock") from exc
+    except OSError as exc:
+        raise KernelError(f"{argv[0]}: cannot run: {exc.strerror or exc}") from exc
+
+
+def failing_line(stderr: str) -> int | None:
+    """The 1-based line number iptables-restore names in its error output, or None."""
+    m = _LINE_RE.search(stderr)
+    if m is None:
+        return None
+    return int(m.group(1) or m.group(2))
+
+
+def line_context(text: str, line_no: int, context: int = CONTEXT_LINES) -> str:
+    """Lines line_no-context .. line_no+context of `text`, numbered, the failing one marked with `>`."""
+    lines = text.splitlines()
+    lo, hi = max(1, line_no - context), min(len(lines), line_no + context)
+    return "\n".join(f"{'>' if n == line_no else ' '} {n:5d} | {lines[n - 1]}" for n in range(lo, hi + 1))
+
+
+def restore(text: str, noflush: bool = True) -> None:
+    """Apply an iptables-restore text with ONE `iptables-legacy-restore [--noflush] --wait` call.
+
+    On failure raise KernelError naming the failing line with 2 lines of context around it.
+    """
+    argv = [RESTORE, "--wait"] + (["--noflush"] if noflush else [])
+    proc = _run(argv, stdin=text)
+    if proc.returncode == 0:
+        return
+    err = proc.stderr.strip()
+    first = next((ln for ln in err.splitlines() if ln.strip()), f"exit status {proc.returncode}")
+    line_no = failing_line(err)
+    if line_no is not None and 0 < line_no <= len(text.splitlines()):
+        failed = text.splitlines()[line_no - 1]
+        message = (f"{' '.join(argv)} failed at line {line_no}: {failed!r}: {first}\n"
+                   f"{line_context(text, line_no)}")
+    else:
+        message = f"{' '.join(argv)} failed: {first}"
+    raise KernelError(message, hint="the rendered rules were rejected; the next sync is a full one")
+
+
+def save(table: str | None = None, counters: bool = False) -> str:
+    """`iptables-legacy-save` output (one table or all), with `[packets:bytes]` when counters=True."""
+    argv = [SAVE] + (["-t", table] if table else []) + (["-c"] if counters else [])
+    proc = _run(argv)
+    if proc.returncode != 0:
+        raise KernelError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def chain_exists(table: str, chain: str) -> bool:
+    """True when `chain` exists in `table` (`iptables-legacy -w -t TABLE -S CHAIN` succeeds)."""
+    proc = _run([IPTABLES, "-w", "-t", table, "-S", chain], timeout=10)
+    return proc.returncode == 0
+
+
+def list_chains(table: str) -> set[str]:
+    """Names of every chain in `table` (built-in ones included), from `iptables-legacy-save -t TABLE`."""
+    return set(parse_save(save(table)).get(table, {}))
+
+
+# ---------------------------------------------------------------- counters
+
+
+def parse_save(text: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Parse `iptables-save [-c]` output into {table: {chain: [{"rule", "packets", "bytes"}]}}.
+
+    Every chain of a table appears (empty list when it has no rules), in save order.
+    """
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    table: dict[str, list[dict[str, Any]]] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or line == "COMMIT":
+            continue
+        if line.startswith("*"):
+            table = out.setdefault(line[1:], {})
+            continue
+        if table is None:
+            continue
+        if line.startswith(":"):
+            table.setdefault(line[1:].split()[0], [])
+            continue
+        packets = nbytes = 0
+        m = re.match(r"^\[(\d+):(\d+)\]\s+(.*)$", line)
+        if m:
+            packets, nbytes, line = int(m.group(1)), int(m.group(2)), m.group(3)
+        words = line.split(None, 2)
+        if len(words) >= 2 and words[0] == "-A":
+            table.setdefault(words[1], []).append({"rule": line, "packets": packets, "bytes": nbytes})
+    return out
+
+
+def _counters_from_iptc(tables: Sequence[str]) -> dict[str, dict[str, list[tuple[int, int]]]]:
+    """Per-rule (packets, bytes) in chain order, read with python-iptables (legacy tables only)."""
+    if "XTABLES_LIBDIR" not in os.environ:
+        for candidate in ("/usr/lib/x86_64-linux-gnu/xtables", "/usr/lib/aarch64-linux-gnu/xtables",
+                          "/usr/lib/xtables", "/usr/libexec/xtables"):
+            if os.path.isdir(candidate):
+                os.environ["XTABLES_LIBDIR"] = candidate
+                break
+    import iptc  # lazily: it loads libxtables at import time
+
+    out: dict[str, dict[str, list[tuple[int, int]]]] = {}
+    for name in tables:
+        table = iptc.Table(name)
+        table.refresh()
+        out[name] = {chain.name: [tuple(rule.get_counters()) for rule in chain.rules]  # type: ignore[misc]
+                     for chain in table.chains}
+    return out
+
+
+def read_counters(tables: Iterable[str] = ("nat", "filter")) -> dict[str, Any]:
+    """{table: {chain: [{"rule": "-A ...", "packets": n, "bytes": n}]}} plus "_source".
+
+    Counters come from python-iptables ("_source": "python-iptables"); rule texts from
+    `iptables-legacy-save`, matched by chain and position. When iptc cannot be imported or its view
+    disagrees with the save (a sync ran in between), everything comes from `iptables-legacy-save -c`
+    ("_source": "iptables-legacy-save").
+    """
+    names = list(tables)
+    try:
+        counters = _counters_from_iptc(names)
+    except (ImportError, OSError, AttributeError) as exc:  # iptc missing, libxtables not found
+        counters = None
+        reason = f"python-iptables unavailable: {exc}"
+    except Exception as exc:  # noqa: BLE001 - iptc raises its own IPTCError for kernel errors
+        counters = None
+        reason = f"python-iptables failed: {exc}"
+    result: dict[str, Any] = {}
+    if counters is not None:
+        texts = {name: parse_save(save(name)).get(name, {}) for name in names}
+        if all(_same_shape(texts[n], counters.get(n, {})) for n in names):
+            for name in names:
+                result[name] = {
+                    chain: [{"rule": r["rule"], "packets": int(c[0]), "bytes": int(c[1])}
+                            for r, c in zip(rules, counters[name][chain])]
+                    for chain, rules in texts[name].items()
+                }
+            result["_source"] = "python-iptables"
+            return result
+        reason = "python-iptables and iptables-save disagreed (rules changed while reading)"
+    for name in names:
+        result[name] = parse_save(save(name, counters=True)).get(name, {})
+    result["_source"] = "iptables-legacy-save"
+    result["_note"] = reason
+    return result
+
+
+def _same_shape(texts: dict[str, list], counters: dict[str, list]) -> bool:
+    return set(texts) == set(counters) and all(len(texts[c]) == len(counters[c]) for c in texts)
+
+
+# ---------------------------------------------------------------- PATH shims
+
+
+def bin_dir_for_legacy(dir: Path) -> Path:
+    """Make `dir` hold symlinks iptables, iptables-save, iptables-restore, ip6tables... -> the legacy
+    binaries (found on PATH or in /usr/sbin); idempotent. Prepend it to PATH in node shells."""
+    import shutil
+
+    dir.mkdir(parents=True, exist_ok=True)
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin"])
+    for name, target in LEGACY_LINKS.items():
+        real = shutil.which(target, path=search)
+        if real is None:
+            if name.startswith("ip6"):
+                continue
+            raise KernelError(f"{target}: not installed", hint="apt-get install iptables")
+        link = dir / name
+        if link.is_symlink() and os.readlink(link) == real:
+            continue
+        if link.exists() or link.is_symlink():
+            link.unlink()
+        link.symlink_to(real)
+    return dir
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _format_text(dump: dict[str, Any]) -> str:
+    lines = [f"# counters from {dump.get('_source')}"]
+    for table, chains in dump.items():
+        if table.startswith("_"):
+            continue
+        lines.append(f"*{table}")
+        for chain, rules in chains.items():
+            lines.append(f":{chain}")
+            lines.extend(f"[{r['packets']}:{r['bytes']}] {r['rule']}" for r in rules)
+    return "\n".join(lines) + "\n"
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="netk8s.dataplane.iptables", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    dump = sub.add_parser("dump", help="rules of the nat and filter tables with packet counters")
+    dump.add_argument("--json", action="store_true")
+    dump.add_argument("--table", action="append", help="table (default nat and filter)")
+    opts = p.parse_args(args)
+    try:
+        data = read_counters(tuple(opts.table or ("nat", "filter")))
+    except KernelError as exc:
+        print(f"netk8s.dataplane.iptables: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(json.dumps(data, indent=1) + "\n" if opts.json else _format_text(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

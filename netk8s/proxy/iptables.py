@@ -1,0 +1,424 @@
+"""Pure: kube-proxy's iptables mode rendered as ONE iptables-restore text (tables filter and nat).
+
+Chain layout, chain names, rule order and comments follow kube-proxy's iptables proxier
+(kubernetes/kubernetes pkg/proxy/iptables/proxier.go, syncProxyRules and writeServiceToEndpointRules),
+configured like a cluster started with `--cluster-cidr` (off-cluster sources to a ClusterIP are
+masqueraded) and masquerade bit 14. Services are written in sorted key order so the text is stable.
+
+Where netk8s departs from kube-proxy, and why:
+- kube-proxy links its chains from the built-in chains with `iptables -C/-I` calls outside the restore.
+  netk8s renders those jumps in the FULL text instead, so one restore programs everything. Declaring a
+  built-in chain (`:INPUT ACCEPT [0:0]`) under `--noflush` does NOT flush it (checked with iptables
+  1.8.9, legacy and nft), so the full text flushes the built-in chains it uses with `-F` and re-adds
+  the jumps: the node namespace belongs to the agent, and a rerun never duplicates a jump.
+- kube-proxy finds stale chains with iptables-save; here the caller passes what exists (`existing`) or
+  the previous Rendered, which lists every chain the last sync left behind.
+- No loadBalancerSourceRanges (KUBE-FW-) and no localhost NodePorts (no KUBE-FIREWALL, no nfacct).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from netk8s.model.naming import kube_chain_hash
+from netk8s.proxy.model import (
+    Endpoint,
+    NodeContext,
+    ProxyState,
+    ServicePort,
+    categorize,
+    has_usable_endpoints,
+)
+
+KUBE_SERVICES = "KUBE-SERVICES"
+KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+KUBE_NODEPORTS = "KUBE-NODEPORTS"
+KUBE_POSTROUTING = "KUBE-POSTROUTING"
+KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
+KUBE_FORWARD = "KUBE-FORWARD"
+KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+
+SVC_PREFIX = "KUBE-SVC-"
+SVL_PREFIX = "KUBE-SVL-"
+EXT_PREFIX = "KUBE-EXT-"
+FW_PREFIX = "KUBE-FW-"
+SEP_PREFIX = "KUBE-SEP-"
+SERVICE_CHAIN_PREFIXES = (SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, FW_PREFIX, SEP_PREFIX)
+
+# The top-level chains every sync rewrites, in kube-proxy's declaration order.
+FILTER_TOP_CHAINS = (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL)
+NAT_TOP_CHAINS = (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)
+
+# kube-proxy's iptablesJumpChains, in the order its `-I` (prepend) calls leave them in each built-in chain.
+_NEW = '-m conntrack --ctstate NEW '
+BUILTIN_JUMPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "filter": {
+        "INPUT": (
+            f'{_NEW}-m comment --comment "kubernetes load balancer firewall" -j {KUBE_PROXY_FIREWALL}',
+            f'-m comment --comment "kubernetes health check service ports" -j {KUBE_NODEPORTS}',
+            f'{_NEW}-m comment --comment "kubernetes externally-visible service portals" '
+            f'-j {KUBE_EXTERNAL_SERVICES}',
+        ),
+        "FORWARD": (
+            f'{_NEW}-m comment --comment "kubernetes load balancer firewall" -j {KUBE_PROXY_FIREWALL}',
+            f'-m comment --comment "kubernetes forwarding rules" -j {KUBE_FORWARD}',
+            f'{_NEW}-m comment --comment "kubernetes service portals" -j {KUBE_SERVICES}',
+            f'{_NEW}-m comment --comment "kubernetes externally-visible service portals" '
+            f'-j {KUBE_EXTERNAL_SERVICES}',
+        ),
+        "OUTPUT": (
+            f'{_NEW}-m comment --comment "kubernetes load balancer firewall" -j {KUBE_PROXY_FIREWALL}',
+            f'{_NEW}-m comment --comment "kubernetes service portals" -j {KUBE_SERVICES}',
+        ),
+    },
+    "nat": {
+        "PREROUTING": (f'-m comment --comment "kubernetes service portals" -j {KUBE_SERVICES}',),
+        "OUTPUT": (f'-m comment --comment "kubernetes service portals" -j {KUBE_SERVICES}',),
+        "POSTROUTING": (f'-m comment --comment "kubernetes postrouting rules" -j {KUBE_POSTROUTING}',),
+    },
+}
+
+# pkg/proxy/iptables/proxier.go largeClusterEndpointsThreshold: above it, per-endpoint comments are dropped.
+LARGE_CLUSTER_ENDPOINTS = 1000
+
+
+@lru_cache(maxsize=1 << 18)
+def _chain_name(prefix: str, text: str) -> str:
+    """Chain names are recomputed on every sync for every endpoint; hashing dominates render time."""
+    return kube_chain_hash(prefix, text)
+
+
+def is_service_chain(name: str) -> bool:
+    return name.startswith(SERVICE_CHAIN_PREFIXES)
+
+
+def svc_chain(sp: ServicePort) -> str:
+    """KUBE-SVC-: hash of servicePortName.String() + lowercase protocol (servicePortPolicyClusterChain)."""
+    return _chain_name(SVC_PREFIX, sp.key + sp.proto_lower)
+
+
+def svl_chain(sp: ServicePort) -> str:
+    return _chain_name(SVL_PREFIX, sp.key + sp.proto_lower)
+
+
+def ext_chain(sp: ServicePort) -> str:
+    return _chain_name(EXT_PREFIX, sp.key + sp.proto_lower)
+
+
+def fw_chain(sp: ServicePort) -> str:
+    return _chain_name(FW_PREFIX, sp.key + sp.proto_lower)
+
+
+def sep_chain(sp: ServicePort, ep: Endpoint) -> str:
+    """KUBE-SEP-: hash of servicePortName.String() + lowercase protocol + "ip:port"."""
+    return _chain_name(SEP_PREFIX, sp.key + sp.proto_lower + ep.addr)
+
+
+_PROBABILITIES: dict[int, str] = {}
+
+
+def probability(n: int) -> str:
+    """1/n printed like kube-proxy's computeProbability (`%0.10f`)."""
+    p = _PROBABILITIES.get(n)
+    if p is None:
+        p = _PROBABILITIES[n] = "%0.10f" % (1.0 / n)
+    return p
+
+
+@dataclass
+class Rendered:
+    """One sync's restore text and what it leaves programmed.
+
+    `chains`: table -> every chain this proxy owns after the text is applied (top-level chains and all
+    active per-service chains, including those a partial text left untouched); the next partial render
+    diffs against it. `rule_count`: rules programmed after applying (kube-proxy's iptables_rules_total,
+    built-in jumps included). `service_chains`: service port key -> its nat chains (for `netk8s rules`).
+    """
+
+    text: str
+    chains: dict[str, set[str]]
+    rule_count: int
+    full: bool = True
+    service_chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    deleted_chains: tuple[str, ...] = ()
+
+
+@dataclass
+class _ServiceOut:
+    """The lines one service port contributes, split by where they go."""
+
+    filter_rules: list[str]
+    top_nat_rules: list[str]  # KUBE-SERVICES / KUBE-NODEPORTS
+    chains: list[str]  # its own nat chains, declaration order
+    chain_rules: list[str]  # rules in its own chains
+
+
+def _q(comment: str) -> str:
+    return f'"{comment}"' if " " in comment else comment
+
+
+def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContext, mark_masq: str,
+                    large: bool) -> _ServiceOut:
+    key = sp.key
+    proto = sp.proto_lower
+    mproto = f"-m {proto} -p {proto}"
+    svc = svc_chain(sp)
+    svl = svl_chain(sp)
+    ext = ext_chain(sp)
+    cluster, local, reachable = categorize(sp, eps)
+    has_eps = has_usable_endpoints(eps)
+
+    uses_cluster_chain = bool(cluster) and sp.uses_cluster_endpoints
+    uses_local_chain = bool(local) and sp.uses_local_endpoints
+    internal_chain, has_internal = svc, has_eps
+    if sp.internal_policy_local:
+        internal_chain = svl
+        has_internal = has_eps and bool(local)
+    external_policy_chain, has_external = svc, has_eps
+    if sp.external_policy_local:
+        external_policy_chain = svl
+        has_external = has_eps and bool(local)
+    uses_ext_chain = has_eps and sp.externally_accessible
+
+    int_target = int_comment = ext_target = ext_comment = ""
+    if not has_eps:
+        int_target = ext_target = "REJECT"
+        int_comment = ext_comment = f'"{key} has no endpoints"'
+    else:
+        if not has_internal:
+            int_target, int_comment = "DROP", f'"{key} has no local endpoints"'
+        if not has_external:
+            ext_target, ext_comment = "DROP", f'"{key} has no local endpoints"'
+
+    filt: list[str] = []
+    top: list[str] = []
+    chains: list[str] = []
+    rules: list[str] = []
+    cip, port = sp.cluster_ip, sp.port
+
+    # Capture the ClusterIP.
+    if has_internal:
+        top.append(f'-A {KUBE_SERVICES} -m comment --comment "{key} cluster IP" {mproto} -d {cip} '
+                   f'--dport {port} -j {internal_chain}')
+    else:
+        filt.append(f'-A {KUBE_SERVICES} -m comment --comment {int_comment} {mproto} -d {cip} '
+                    f'--dport {port} -j {int_target}')
+    # Capture externalIPs.
+    for eip in sp.external_ips:
+        if has_eps:
+            top.append(f'-A {KUBE_SERVICES} -m comment --comment "{key} external IP" {mproto} -d {eip} '
+                       f'--dport {port} -j {ext}')
+        if not has_external:
+            filt.append(f'-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} {mproto} '
+                        f'-d {eip} --dport {port} -j {ext_target}')
+    # Capture load-balancer ingress.
+    for lbip in sp.load_balancer_ips:
+        if has_eps:
+            top.append(f'-A {KUBE_SERVICES} -m comment --comment "{key} loadbalancer IP" {mproto} '
+                       f'-d {lbip} --dport {port} -j {ext}')
+    if not has_external:
+        for lbip in sp.load_balancer_ips:
+            filt.append(f'-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} {mproto} '
+                        f'-d {lbip} --dport {port} -j {ext_target}')
+    # Capture nodeports.
+    if sp.node_port:
+        if has_eps:
+            top.append(f'-A {KUBE_NODEPORTS} -m comment --comment {key} {mproto} --dport {sp.node_port} '
+                       f'-j {ext}')
+        if not has_external:
+            filt.append(f'-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} '
+                        f'-m addrtype --dst-type LOCAL {mproto} --dport {sp.node_port} -j {ext_target}')
+    # Capture healthCheckNodePorts (accepted whether or not this node has local endpoints).
+    if sp.health_check_node_port:
+        filt.append(f'-A {KUBE_NODEPORTS} -m comment --comment "{key} health check node port" '
+                    f'-m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT')
+
+    # Internal traffic: masquerade off-cluster sources reaching the ClusterIP (kube-proxy --cluster-cidr).
+    if has_internal:
+        rules.append(f'-A {internal_chain} -m comment --comment "{key} cluster IP" {mproto} -d {cip} '
+                     f'--dport {port} ! -s {node.cluster_cidr} -j {KUBE_MARK_MASQ}')
+    # External traffic: every external destination jumps to KUBE-EXT-, which applies the policy.
+    if uses_ext_chain:
+        chains.append(ext)
+        if not sp.external_policy_local:
+            rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {key} external destinations" '
+                         f'-j {KUBE_MARK_MASQ}')
+        else:
+            rules.append(f'-A {ext} -m comment --comment "pod traffic for {key} external destinations" '
+                         f'-s {node.cluster_cidr} -j {svc}')
+            rules.append(f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {key} external '
+                         f'destinations" -m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}')
+            rules.append(f'-A {ext} -m comment --comment "route LOCAL traffic for {key} external '
+                         f'destinations" -m addrtype --src-type LOCAL -j {svc}')
+        if has_external:
+            rules.append(f'-A {ext} -j {external_policy_chain}')
+    seps = {ep.addr: sep_chain(sp, ep) for ep in reachable}
+    if uses_cluster_chain:
+        chains.append(svc)
+        _endpoint_rules(rules, sp, svc, cluster, seps, large)
+    if uses_local_chain:
+        chains.append(svl)
+        _endpoint_rules(rules, sp, svl, local, seps, large)
+    # Per-endpoint chains.
+    svc_comment = "" if large else f" -m comment --comment {key}"
+    for ep in reachable:
+        sep = seps[ep.addr]
+        chains.append(sep)
+        rules.append(f'-A {sep}{svc_comment} -s {ep.ip} -j {KUBE_MARK_MASQ}')
+        recent = f" -m recent --name {sep} --set" if sp.affinity_timeout is not None else ""
+        rules.append(f'-A {sep}{svc_comment}{recent} {mproto} -j DNAT --to-destination {ep.addr}')
+    return _ServiceOut(filt, top, chains, rules)
+
+
+def _endpoint_rules(rules: list[str], sp: ServicePort, chain: str, eps: tuple[Endpoint, ...],
+                    sep_names: dict[str, str], large: bool) -> None:
+    """writeServiceToEndpointRules: affinity checks first, then the 1/(n-i) random ladder."""
+    key = sp.key
+    seps = [sep_names[ep.addr] for ep in eps]
+    comments = ["" if large else f' -m comment --comment "{key} -> {ep.addr}"' for ep in eps]
+    if sp.affinity_timeout is not None:
+        for sep, comment in zip(seps, comments):
+            rules.append(f'-A {chain}{comment} -m recent --name {sep} --rcheck --seconds '
+                         f'{sp.affinity_timeout} --reap -j {sep}')
+    n = len(eps)
+    for i, (sep, comment) in enumerate(zip(seps, comments)):
+        if i < n - 1:
+            rules.append(f'-A {chain}{comment} -m statistic --mode random --probability {probability(n - i)} '
+                         f'-j {sep}')
+        else:
+            rules.append(f'-A {chain}{comment} -j {sep}')
+
+
+def _service_matches(sp: ServicePort, changed: set[str]) -> bool:
+    return sp.key in changed or sp.service_key in changed
+
+
+def _render(state: ProxyState, node: NodeContext, *, full: bool, changed: set[str],
+            previous_nat: set[str], existing: set[str]) -> Rendered:
+    mark = node.masquerade_mark
+    total_eps = sum(len(state.endpoints_of(k)) for k in state.services)
+    large = total_eps > LARGE_CLUSTER_ENDPOINTS
+
+    filter_rules: list[str] = []
+    nat_decls: list[str] = []
+    nat_rules: list[str] = [
+        f"-A {KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
+        f"-A {KUBE_POSTROUTING} -j MARK --xor-mark {mark}",
+        f'-A {KUBE_POSTROUTING} -m comment --comment "kubernetes service traffic requiring SNAT" '
+        f"-j MASQUERADE --random-fully",
+        f"-A {KUBE_MARK_MASQ} -j MARK --or-mark {mark}",
+    ]
+    active_nat: set[str] = set(NAT_TOP_CHAINS)
+    service_chains: dict[str, tuple[str, ...]] = {}
+    rule_count = 0
+    for key in sorted(state.services):
+        sp = state.services[key]
+        out = _render_service(sp, state.endpoints_of(key), node, mark, large)
+        filter_rules.extend(out.filter_rules)
+        nat_rules.extend(out.top_nat_rules)
+        service_chains[key] = tuple(out.chains)
+        active_nat.update(out.chains)
+        # A partial sync rewrites a service's own chains only when it changed (or when they are not
+        # all in place after the previous sync, which would make the text reference missing chains).
+        if full or _service_matches(sp, changed) or not previous_nat.issuperset(out.chains):
+            nat_decls.extend(f":{c} - [0:0]" for c in out.chains)
+            nat_rules.extend(out.chain_rules)
+        else:
+            rule_count += len(out.chain_rules)
+
+    stale = sorted(c for c in (previous_nat | existing) - active_nat if is_service_chain(c))
+    nat_decls.extend(f":{c} - [0:0]" for c in stale)
+    nat_rules.extend(f"-X {c}" for c in stale)
+    # Tail-call to the nodePorts chain; this must stay the last rule of KUBE-SERVICES.
+    nat_rules.append(f'-A {KUBE_SERVICES} -m comment --comment "kubernetes service nodeports; NOTE: this '
+                     f'must be the last rule in this chain" -m addrtype --dst-type LOCAL -j {KUBE_NODEPORTS}')
+
+    filter_rules.append(f"-A {KUBE_FORWARD} -m conntrack --ctstate INVALID -j DROP")
+    filter_rules.append(f'-A {KUBE_FORWARD} -m comment --comment "kubernetes forwarding rules" '
+                        f"-m mark --mark {mark}/{mark} -j ACCEPT")
+    filter_rules.append(f'-A {KUBE_FORWARD} -m comment --comment "kubernetes forwarding conntrack rule" '
+                        f"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+
+    lines: list[str] = ["*filter"]
+    if full:
+        lines.extend(f":{c} ACCEPT [0:0]" for c in BUILTIN_JUMPS["filter"])
+    lines.extend(f":{c} - [0:0]" for c in FILTER_TOP_CHAINS)
+    if full:
+        _builtin_jumps(lines, "filter")
+    lines.extend(filter_rules)
+    lines.append("COMMIT")
+    lines.append("*nat")
+    if full:
+        lines.extend(f":{c} ACCEPT [0:0]" for c in BUILTIN_JUMPS["nat"])
+    lines.extend(f":{c} - [0:0]" for c in NAT_TOP_CHAINS)
+    lines.extend(nat_decls)
+    if full:
+        _builtin_jumps(lines, "nat")
+    lines.extend(nat_rules)
+    lines.append("COMMIT")
+    lines.append("")
+
+    jumps = sum(len(v) for t in BUILTIN_JUMPS.values() for v in t.values())
+    rule_count += len(filter_rules) + len(nat_rules) - len(stale) + jumps
+    return Rendered(
+        text="\n".join(lines),
+        chains={"filter": set(FILTER_TOP_CHAINS), "nat": active_nat},
+        rule_count=rule_count,
+        full=full,
+        service_chains=service_chains,
+        deleted_chains=tuple(stale),
+    )
+
+
+def _builtin_jumps(lines: list[str], table: str) -> None:
+    for chain in BUILTIN_JUMPS[table]:
+        lines.append(f"-F {chain}")
+    for chain, jumps in BUILTIN_JUMPS[table].items():
+        lines.extend(f"-A {chain} {j}" for j in jumps)
+
+
+def render_full(state: ProxyState, node: NodeContext, *, existing: Iterable[str] = ()) -> Rendered:
+    """Every chain and rule, plus the built-in chains' jumps. `existing`: chain names present in the
+    kernel's nat table (from iptables-save, or a previous Rendered's chains["nat"]); per-service chains
+    among them that are no longer needed are flushed and deleted, as kube-proxy does."""
+    return _render(state, node, full=True, changed=set(), previous_nat=set(), existing=set(existing))
+
+
+def render_partial(state: ProxyState, node: NodeContext, changed: set[str], previous: Rendered) -> Rendered:
+    """kube-proxy's partial sync: the top-level KUBE- chains in full, the per-service chains only of the
+    service ports in `changed` (keys `ns/name:port`, or `ns/name` for every port of a Service), and
+    `-X` for the chains of removed services or endpoints. Other per-service chains are not declared, so
+    `iptables-restore --noflush` leaves them untouched."""
+    return _render(state, node, full=False, changed=set(changed), previous_nat=set(previous.chains.get("nat", ())),
+                   existing=set())
+
+
+def chains_for_cleanup(existing: Mapping[str, Iterable[str]] | Iterable[str] = ()) -> str:
+    """Restore text that removes everything the iptables proxy installs (`--cleanup`, proxy mode change):
+    the built-in chains it jumps from are flushed, every KUBE- chain is flushed then deleted.
+
+    `existing`: the chains present (table -> names, or nat chain names) so per-service chains are found;
+    KUBE-MARK-MASQ can only be deleted once no KUBE-SEP- chain refers to it.
+    """
+    if isinstance(existing, Mapping):
+        nat_existing = set(existing.get("nat", ()))
+        filter_existing = set(existing.get("filter", ()))
+    else:
+        nat_existing, filter_existing = set(existing), set()
+    tables = {
+        "filter": list(FILTER_TOP_CHAINS) + sorted(
+            c for c in filter_existing if c.startswith("KUBE-") and c not in FILTER_TOP_CHAINS),
+        "nat": list(NAT_TOP_CHAINS) + sorted(
+            c for c in nat_existing if c.startswith("KUBE-") and c not in NAT_TOP_CHAINS),
+    }
+    lines: list[str] = []
+    for table, chains in tables.items():
+        lines.append(f"*{table}")
+        lines.extend(f":{c} - [0:0]" for c in chains)
+        lines.extend(f"-F {c}" for c in BUILTIN_JUMPS[table])
+        lines.extend(f"-X {c}" for c in chains)
+        lines.append("COMMIT")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,446 @@
+"""kube-proxy's iptables mode, the node side: track changes, render once, apply with ONE restore per sync.
+
+The proxier is an AgentPlugin: the node agent (running in the node's namespace) calls
+`sync(informer, events, now)` every ~0.2 s and on every batch of store events. It works the way
+kube-proxy's pkg/proxy/iptables/proxier.go does:
+
+* Change tracking. A ServiceChangeTracker and an EndpointsChangeTracker keep, per ServicePort.key,
+  (previous, current) since the last successful sync; a key whose current equals its previous again is
+  dropped (a no-op: A -> B -> A). Only Service and EndpointSlice events matter for the rules.
+* Coalescing. Many events -> one sync, at most one per `min_sync_period`.
+* Partial syncs. Only the changed service ports are re-rendered (render_partial); a full render happens
+  on the first sync, after any failed restore, every `full_sync_period`, and when the canary finds
+  rules missing.
+* One apply. The rendered text goes to ONE `iptables-legacy-restore --noflush` call (the legacy
+  backend: see netk8s.dataplane.iptables). On failure the error (with the failing line) is logged, the
+  next sync is a full one, and retries back off a little.
+* Canary. Every `canary_period` s the proxier checks that KUBE-SERVICES and one of its service chains
+  (a different one each time) still exist; if not, someone deleted rules behind its back: full sync.
+* After a successful apply: stale UDP conntrack entries are deleted, the healthCheckNodePort servers
+  are updated, and the LoadBalancer IPs this node owns are announced on the underlay.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Generic, Protocol, TypeVar
+
+from netk8s.errors import KernelError, NetK8sError
+from netk8s.proxy.announce import Announcer, lb_assignments
+from netk8s.proxy.healthcheck import HealthCheckServer
+from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, ServicePort
+
+log = logging.getLogger("netk8s.proxy")
+
+RULE_KINDS = frozenset({"Service", "EndpointSlice"})
+CANARY_PERIOD = 2.0
+BACKOFF_START = 0.2
+BACKOFF_MAX = 5.0
+ANNOUNCE_RETRY = 5.0
+
+V = TypeVar("V")
+
+
+class ChangeTracker(Generic[V]):
+    """(previous, current) per key since the last sync; no-op changes are dropped (kube-proxy's
+    ServiceChangeTracker / EndpointsChangeTracker)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[V | None, V | None]] = {}
+
+    def update(self, key: str, previous: V | None, current: V | None) -> None:
+        if key in self.items:
+            previous = self.items[key][0]  # the value the last sync applied
+        if previous == current:
+            self.items.pop(key, None)
+        else:
+            self.items[key] = (previous, current)
+
+    def keys(self) -> set[str]:
+        return set(self.items)
+
+    def clear(self) -> None:
+        self.items.clear()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class ServiceChangeTracker(ChangeTracker[ServicePort]):
+    """Changes of ServicePorts, keyed by ServicePort.key."""
+
+
+class EndpointsChangeTracker(ChangeTracker[tuple[Endpoint, ...]]):
+    """Changes of a service port's endpoints, keyed by ServicePort.key."""
+
+
+class Renderer(Protocol):
+    def render_full(self, state: ProxyState, node: NodeContext, *, existing: Iterable[str] = ()) -> Any: ...
+
+    def render_partial(self, state: ProxyState, node: NodeContext, changed: set[str],
+                       previous: Any) -> Any: ...
+
+    def chains_for_cleanup(self, existing: Any = ()) -> str: ...
+
+
+class Conntrack(Protocol):
+    def delete_udp_to_service(self, ip: str, port: int) -> int: ...
+
+    def delete_udp_endpoint(self, vip: str, port: int, ep_ip: str) -> int: ...
+
+    def delete_udp_nodeport(self, port: int, ep_ip: str) -> int: ...
+
+    def delete_udp_to_port(self, port: int) -> int: ...
+
+
+class Informerish(Protocol):
+    @property
+    def revision(self) -> int: ...
+
+    def list(self, kind: str, namespace: str | None = None) -> list[dict]: ...
+
+
+@dataclass(frozen=True)
+class SyncStats:
+    mode: str  # "full" | "partial"
+    rules: int
+    seconds: float
+    changed: int
+    ok: bool
+    error: str = ""
+
+
+def _default_restore(text: str) -> None:
+    from netk8s.dataplane import iptables
+
+    iptables.restore(text)
+
+
+def _default_check(table: str, chain: str) -> bool:
+    from netk8s.dataplane import iptables
+
+    return iptables.chain_exists(table, chain)
+
+
+def _default_list_chains(table: str) -> set[str]:
+    from netk8s.dataplane import iptables
+
+    return iptables.list_chains(table)
+
+
+def _default_conntrack() -> ModuleType:
+    from netk8s.dataplane import conntrack
+
+    return conntrack
+
+
+def _default_renderer() -> ModuleType:
+    from netk8s.proxy import iptables as renderer
+
+    return renderer
+
+
+def _default_build_state() -> Callable[[list[dict], list[dict], str], ProxyState]:
+    from netk8s.proxy.model import build_state  # type: ignore[attr-defined]
+
+    return build_state  # type: ignore[no-any-return]
+
+
+def service_name(key: str) -> str:
+    """`ns/name` of a ServicePort key `ns/name[:port]`."""
+    return key.split(":", 1)[0]
+
+
+def ready_nodes(nodes: Iterable[dict]) -> list[str]:
+    """Names of the Nodes whose Ready condition is True."""
+    out = []
+    for n in nodes:
+        conds = (n.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+            out.append(n["metadata"]["name"])
+    return sorted(out)
+
+
+def health_checks(state: ProxyState) -> list[tuple[str, int, int]]:
+    """(ns/name, healthCheckNodePort, local ready endpoints) per `externalTrafficPolicy: Local`
+    Service. kube-proxy keys health checks by Service, so ports of one Service share one entry."""
+    out: dict[str, tuple[int, int]] = {}
+    for key, sp in state.services.items():
+        if not (sp.external_policy_local and sp.health_check_node_port):
+            continue
+        local = len({ep.ip for ep in state.endpoints.get(key, ()) if ep.local and ep.ready})
+        name = service_name(key)
+        prev = out.get(name)
+        out[name] = (sp.health_check_node_port, max(local, prev[1] if prev else 0))
+    return [(name, port, local) for name, (port, local) in sorted(out.items())]
+
+
+class IptablesProxier:
+    """The proxy role of a node agent, iptables mode (an AgentPlugin)."""
+
+    def __init__(
+        self,
+        node: NodeContext,
+        restore_fn: Callable[[str], None] = _default_restore,
+        check_fn: Callable[[str, str], bool] = _default_check,
+        conntrack: Conntrack | ModuleType | None = None,
+        min_sync_period: float = 0.0,
+        full_sync_period: float = 60.0,
+        *,
+        renderer: Renderer | ModuleType | None = None,
+        build_state: Callable[[list[dict], list[dict], str], ProxyState] | None = None,
+        healthcheck: HealthCheckServer | None = None,
+        announcer: Announcer | None = None,
+        canary_period: float = CANARY_PERIOD,
+        list_chains_fn: Callable[[str], set[str]] = _default_list_chains,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node = node
+        self.restore_fn = restore_fn
+        self.check_fn = check_fn
+        self._conntrack = conntrack
+        self.min_sync_period = min_sync_period
+        self.full_sync_period = full_sync_period
+        self._renderer = renderer
+        self._build_state = build_state
+        self.healthcheck = healthcheck if healthcheck is not None else HealthCheckServer()
+        self.announcer = announcer if announcer is not None else Announcer(node.node_name)
+        self.canary_period = canary_period
+        self.list_chains_fn = list_chains_fn
+        self.monotonic = monotonic
+
+        self.service_changes = ServiceChangeTracker()
+        self.endpoints_changes = EndpointsChangeTracker()
+        self.seen: ProxyState | None = None  # the newest state built from the informer
+        self.seen_revision = 0
+        self.applied: ProxyState = ProxyState()  # the state the kernel holds (last successful sync)
+        self.rendered: Any = None  # the last successful Rendered (None: nothing applied yet)
+        self.need_full = True
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last_sync = float("-inf")
+        self.last_full = float("-inf")
+        self.last_canary = float("-inf")
+        self.canary_index = 0
+        self.last_sync_stats: SyncStats | None = None
+        self.synced_revision = 0
+        self.sync_count = 0
+        self.lb_map: dict[str, str | None] | None = None  # what the announcer last applied
+        self.ready_nodes: list[str] = []
+        self.announce_failed_at: float | None = None
+
+    # ----- collaborators (resolved lazily so tests can inject fakes) ---------------------------
+    @property
+    def renderer(self) -> Any:
+        if self._renderer is None:
+            self._renderer = _default_renderer()
+        return self._renderer
+
+    @property
+    def conntrack(self) -> Any:
+        if self._conntrack is None:
+            self._conntrack = _default_conntrack()
+        return self._conntrack
+
+    def build(self, informer: Informerish) -> ProxyState:
+        if self._build_state is None:
+            self._build_state = _default_build_state()
+        services, slices = informer.list("Service"), informer.list("EndpointSlice")
+        return self._build_state(services, slices, self.node.node_name)
+
+    # ----- change tracking ---------------------------------------------------------------------
+    def record(self, state: ProxyState, revision: int) -> None:
+        """Feed a freshly built state into the trackers (the event handlers' job in kube-proxy)."""
+        old = self.seen if self.seen is not None else ProxyState()
+        for key in set(old.services) | set(state.services):
+            self.service_changes.update(key, old.services.get(key), state.services.get(key))
+        for key in set(old.endpoints) | set(state.endpoints):
+            self.endpoints_changes.update(key, _norm(old.endpoints.get(key)), _norm(state.endpoints.get(key)))
+        self.seen, self.seen_revision = state, revision
+
+    def pending(self) -> set[str]:
+        return self.service_changes.keys() | self.endpoints_changes.keys()
+
+    # ----- the plugin entry point --------------------------------------------------------------
+    def sync(self, informer: Informerish, events: list, now: float) -> None:
+        """Record what the events changed; sync the rules when needed (see the module docstring)."""
+        kinds = {getattr(e, "object", {}).get("kind") for e in events}
+        if self.seen is None or kinds & RULE_KINDS:
+            self.record(self.build(informer), informer.revision)
+        if "Node" in kinds or self.seen is not None and not self.ready_nodes:
+            self.ready_nodes = ready_nodes(informer.list("Node"))
+        if self.rendered is not None and not self.need_full and now - self.last_canary >= self.canary_period:
+            self.last_canary = now
+            self.canary()
+        full = self.need_full or self.rendered is None or now - self.last_full >= self.full_sync_period
+        if not full and not self.pending():
+            # the rules reflect everything the informer has seen (events of other kinds included)
+            self.synced_revision = max(self.synced_revision, informer.revision)
+            self.announce(self.applied, now)
+            return
+        if now < self.retry_at or now - self.last_sync < self.min_sync_period:
+            return
+        self.sync_rules(now, full)
+
+    def canary(self) -> bool:
+        """True when the rules we programmed are still there; else schedule a full sync."""
+        nat = (self.rendered.chains or {}).get("nat", set())
+        chains = sorted(c for c in nat if c.startswith("KUBE-SVC-"))
+        probes = [("nat", "KUBE-SERVICES")]
+        if chains:
+            probes.append(("nat", chains[self.canary_index % len(chains)]))
+            self.canary_index += 1
+        try:
+            missing = [f"{t}/{c}" for t, c in probes if not self.check_fn(t, c)]
+        except NetK8sError as exc:
+            log.warning("canary check failed: %s", exc)
+            return True
+        if missing:
+            log.warning("rules deleted behind our back (missing %s): full sync", ", ".join(missing))
+            self.need_full = True
+            return False
+        return True
+
+    def sync_rules(self, now: float, full: bool) -> bool:
+        """Render (full or partial) and apply with ONE restore. True on success."""
+        assert self.seen is not None
+        state = self.seen
+        changed = self.pending()
+        mode = "full" if full else "partial"
+        started = self.monotonic()
+        try:
+            if full:
+                rendered = self.renderer.render_full(state, self.node, existing=self.existing_chains())
+            else:
+                rendered = self.renderer.render_partial(state, self.node, set(changed), self.rendered)
+            self.restore_fn(rendered.text)
+        except NetK8sError as exc:
+            self.failures += 1
+            self.need_full = True
+            delay = min(BACKOFF_START * 2 ** (self.failures - 1), BACKOFF_MAX)
+            self.retry_at = now + delay
+            self.last_sync = now
+            log.error("%s sync failed (attempt %d, retry in %.1fs): %s", mode, self.failures, delay, exc)
+            self.last_sync_stats = SyncStats(mode, 0, self.monotonic() - started, len(changed), False,
+                                             str(exc))
+            return False
+        seconds = self.monotonic() - started
+        previous = self.applied
+        svc_changes = dict(self.service_changes.items)
+        ep_changes = dict(self.endpoints_changes.items)
+        self.service_changes.clear()
+        self.endpoints_changes.clear()
+        self.applied, self.rendered = state, rendered
+        self.need_full, self.failures, self.retry_at = False, 0, 0.0
+        self.last_sync = self.last_canary = now  # the rules were just written: no need to probe them
+        if full:
+            self.last_full = now
+        self.synced_revision = self.seen_revision
+        self.sync_count += 1
+        self.last_sync_stats = SyncStats(mode, int(rendered.rule_count), seconds, len(changed), True)
+        log.info("%s sync: %d rules, %d changed service ports, %.3fs", mode, rendered.rule_count,
+                 len(changed), seconds)
+        self.clear_stale_udp(previous, state, set(svc_changes) | set(ep_changes))
+        self.update_health_checks(state)
+        self.announce(state, now, force=full)
+        return True
+
+    def existing_chains(self) -> set[str]:
+        """nat chains a full sync must consider for deletion: what the last sync left, and, when the
+        kernel state is unknown (first sync, e.g. after an agent restart, or after a failure), what
+        iptables-save lists (kube-proxy reads iptables-save on every full sync for the same reason)."""
+        known = set((self.rendered.chains or {}).get("nat", ())) if self.rendered is not None else set()
+        if self.rendered is None or self.failures:
+            try:
+                known |= self.list_chains_fn("nat")
+            except NetK8sError as exc:
+                log.warning("listing existing nat chains: %s", exc)
+        return known
+
+    # ----- after a successful apply --------------------------------------------------------------
+    def clear_stale_udp(self, old: ProxyState, new: ProxyState, keys: Iterable[str]) -> list[tuple]:
+        """Delete conntrack entries of UDP flows that would keep going to a removed endpoint, and of
+        flows REJECTed while a Service had no endpoints (kube-proxy's detectStaleConntrackEntries).
+        Returns the deletions done (for tests)."""
+        done: list[tuple] = []
+        for key in sorted(keys):
+            sp = new.services.get(key) or old.services.get(key)
+            if sp is None or sp.protocol != "UDP" or not sp.cluster_ip:
+                continue
+            before = {ep.addr: ep for ep in old.endpoints.get(key, ()) if ep.usable}
+            after = {ep.addr for ep in new.endpoints.get(key, ()) if ep.usable}
+            old_sp = old.services.get(key) or sp
+            for addr, ep in sorted(before.items()):
+                if addr in after:
+                    continue
+                for vip in (old_sp.cluster_ip, *old_sp.external_ips, *old_sp.load_balancer_ips):
+                    if vip:
+                        done.append(("endpoint", vip, old_sp.port, ep.ip))
+                if old_sp.node_port:
+                    done.append(("nodeport", old_sp.node_port, ep.ip))
+            if after and not before and key in new.services:
+                for vip in (sp.cluster_ip, *sp.external_ips, *sp.load_balancer_ips):
+                    done.append(("service", vip, sp.port))
+                if sp.node_port:
+                    done.append(("port", sp.node_port))
+        for op in done:
+            try:
+                if op[0] == "endpoint":
+                    self.conntrack.delete_udp_endpoint(op[1], op[2], op[3])
+                elif op[0] == "nodeport":
+                    self.conntrack.delete_udp_nodeport(op[1], op[2])
+                elif op[0] == "service":
+                    self.conntrack.delete_udp_to_service(op[1], op[2])
+                else:
+                    self.conntrack.delete_udp_to_port(op[1])
+            except NetK8sError as exc:
+                log.warning("conntrack cleanup %s: %s", op, exc)
+        return done
+
+    def update_health_checks(self, state: ProxyState) -> None:
+        try:
+            self.healthcheck.update(health_checks(state))
+        except OSError as exc:
+            log.error("health check servers: %s", exc)
+
+    def announce(self, state: ProxyState, now: float, force: bool = False) -> None:
+        """Hold the LoadBalancer IPs this node owns; touches the kernel only when the map changed (or
+        on a full sync), and after a failure retries every ANNOUNCE_RETRY s (not on every call)."""
+        lb_map = lb_assignments(state.services.values(), state.endpoints, self.ready_nodes)
+        if self.announce_failed_at is not None:
+            if now - self.announce_failed_at < ANNOUNCE_RETRY and lb_map == self.lb_map:
+                return
+        elif not force and lb_map == self.lb_map:
+            return
+        self.lb_map = lb_map
+        try:
+            self.announcer.sync(lb_map)
+            self.announce_failed_at = None
+        except KernelError as exc:
+            log.error("announcing LoadBalancer IPs: %s", exc)
+            self.announce_failed_at = now
+
+    # ----- mode change / shutdown ----------------------------------------------------------------
+    def cleanup(self) -> None:
+        """Remove every chain this mode programs (switching proxy mode): one restore."""
+        existing = {t: self.list_chains_fn(t) for t in ("nat", "filter")}
+        self.restore_fn(self.renderer.chains_for_cleanup(existing))
+        self.rendered = None
+        self.applied = ProxyState()
+        self.need_full = True
+
+    def close(self) -> None:
+        """Stop the health check listeners (the rules and LB addresses stay: a restarted agent keeps
+        traffic flowing and converges to the same rules)."""
+        self.healthcheck.close()
+
+
+def _norm(eps: tuple[Endpoint, ...] | None) -> tuple[Endpoint, ...] | None:
+    """Endpoints in a canonical order, so a reordered EndpointSlice is not a change."""
+    if not eps:
+        return None
+    return tuple(sorted(eps, key=lambda e: (e.ip, e.port, e.node or "")))

@@ -1,0 +1,203 @@
+"""Pure: the readable `netk8s rules` view of one node's programmed rules and their packet counters.
+
+Input is the JSON of `python -m netk8s.dataplane.iptables dump --json` run in a node namespace:
+{table: {chain: [{"rule": "-A ...", "packets": n, "bytes": n}]}, "_source": ...}. For each service
+port the view follows the jumps that are really programmed, starting at the port's rules in
+KUBE-SERVICES / KUBE-NODEPORTS, through KUBE-SVC / KUBE-EXT / KUBE-SVL / KUBE-FW to the KUBE-SEP
+chains, prints every rule with its packet counter, and then how traffic actually spread: the packets
+each endpoint's DNAT rule took, as a share of the total. nat rules see only the first packet of each
+connection (conntrack handles the rest), so these are counts of new connections (UDP flows).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from netk8s.proxy.model import ProxyState, ServicePort
+
+ENTRY_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS")
+FOLLOW_PREFIXES = ("KUBE-SVC-", "KUBE-EXT-", "KUBE-SVL-", "KUBE-SEP-", "KUBE-FW-", "KUBE-XLB-")
+
+
+@dataclass(frozen=True)
+class Rule:
+    chain: str
+    text: str
+    packets: int
+    target: str | None
+    dst: str | None
+    dport: str | None
+    proto: str | None
+    comment: str | None
+    to_destination: str | None
+
+
+def parse_rule(entry: dict) -> Rule:
+    """A dump entry {"rule", "packets"} with the fields the view needs pulled out of the rule text."""
+    text = str(entry.get("rule", ""))
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        words = text.split()
+    opts: dict[str, str] = {}
+    for i, word in enumerate(words[:-1]):
+        if word in ("-j", "-g", "-d", "--dport", "-p", "--comment", "--to-destination") and word not in opts:
+            opts[word] = words[i + 1]
+    return Rule(
+        chain=words[1] if len(words) > 1 else "",
+        text=text,
+        packets=int(entry.get("packets", 0) or 0),
+        target=opts.get("-j") or opts.get("-g"),
+        dst=opts.get("-d"),
+        dport=opts.get("--dport"),
+        proto=opts.get("-p"),
+        comment=opts.get("--comment"),
+        to_destination=opts.get("--to-destination"),
+    )
+
+
+def nat_rules(dump: dict) -> dict[str, list[Rule]]:
+    return {chain: [parse_rule(e) for e in entries] for chain, entries in (dump.get("nat") or {}).items()}
+
+
+def _comment_key(rule: Rule) -> str | None:
+    """The service port key a kube-proxy comment starts with ("default/web:http cluster IP")."""
+    if not rule.comment:
+        return None
+    first = rule.comment.split()[0]
+    return first if "/" in first else None
+
+
+def _matches_port(rule: Rule, sp: ServicePort) -> bool:
+    if _comment_key(rule) == sp.key:
+        return True
+    if rule.proto is not None and rule.proto.lower() != sp.protocol.lower():
+        return False
+    if rule.chain == "KUBE-NODEPORTS":
+        return sp.node_port is not None and rule.dport == str(sp.node_port)
+    ips = {ip for ip in (sp.cluster_ip, *sp.external_ips, *sp.load_balancer_ips) if ip}
+    dst = (rule.dst or "").removesuffix("/32")
+    return dst in ips and rule.dport == str(sp.port)
+
+
+def _walk(rules: dict[str, list[Rule]], entries: list[Rule]) -> list[str]:
+    """Chains reachable from the entry rules through KUBE-SVC/EXT/SVL/SEP/FW jumps, in visit order."""
+    seen: list[str] = []
+    queue = [r.target for r in entries if r.target]
+    while queue:
+        chain = queue.pop(0)
+        if chain is None or chain in seen or not chain.startswith(FOLLOW_PREFIXES) or chain not in rules:
+            continue
+        seen.append(chain)
+        queue.extend(r.target for r in rules[chain] if r.target)
+    return seen
+
+
+def _rule_lines(rules: Iterable[Rule], width: int) -> list[str]:
+    return [f"    {r.packets:>{width}}  {r.text}" for r in rules]
+
+
+def _spread(rules: dict[str, list[Rule]], chains: list[str]) -> list[tuple[str, str, int]]:
+    """(endpoint ip:port, SEP chain, packets its DNAT rule took) for each endpoint chain."""
+    out = []
+    for chain in chains:
+        if not chain.startswith("KUBE-SEP-"):
+            continue
+        dnat = [r for r in rules[chain] if r.target == "DNAT"]
+        addr = next((r.to_destination for r in dnat if r.to_destination), "?")
+        out.append((addr, chain, sum(r.packets for r in dnat)))
+    return out
+
+
+def _section(title: str, rules: dict[str, list[Rule]], entries: list[Rule],
+             state_eps: list[str] | None) -> tuple[list[str], int]:
+    chains = _walk(rules, entries)
+    all_rules = entries + [r for c in chains for r in rules[c]]
+    width = max([len(str(r.packets)) for r in all_rules] + [4])
+    lines = [title]
+    for entry_chain in ENTRY_CHAINS:
+        mine = [r for r in entries if r.chain == entry_chain]
+        if mine:
+            lines.append(f"  {entry_chain}")
+            lines += _rule_lines(mine, width)
+    for chain in chains:
+        lines.append(f"  {chain}")
+        lines += _rule_lines(rules[chain], width) or [f"    {'':>{width}}  (empty)"]
+    spread = _spread(rules, chains)
+    total = sum(p for _, _, p in spread)
+    if spread:
+        lines.append("  traffic by endpoint (new connections):")
+        addr_w = max(len(a) for a, _, _ in spread)
+        for addr, chain, packets in spread:
+            share = f"{100.0 * packets / total:5.1f}%" if total else "    -"
+            lines.append(f"    {addr:<{addr_w}}  {chain:<25} {packets:>{width}}  {share}")
+        lines.append(f"    {'total':<{addr_w}}  {'':<25} {total:>{width}}")
+    elif not entries:
+        lines.append("  (no rules programmed for this service port on this node)")
+    else:
+        lines.append("  (no endpoint chains: traffic is rejected or dropped)")
+    if state_eps is not None:
+        programmed = {a for a, _, _ in spread}
+        missing = [e for e in state_eps if e not in programmed]
+        if missing:
+            lines.append(f"  endpoints not in the rules here (not ready, or not local): {', '.join(missing)}")
+    return lines, total
+
+
+def _title(sp: ServicePort) -> str:
+    parts = [f"{sp.key}  {sp.protocol} {sp.cluster_ip}:{sp.port}"]
+    if sp.node_port:
+        parts.append(f"nodePort {sp.node_port}")
+    if sp.load_balancer_ips:
+        parts.append(f"loadBalancer {','.join(sp.load_balancer_ips)}")
+    if sp.external_ips:
+        parts.append(f"externalIPs {','.join(sp.external_ips)}")
+    if sp.external_policy_local:
+        parts.append("externalTrafficPolicy Local")
+    if sp.affinity_timeout is not None:
+        parts.append(f"affinity ClientIP {sp.affinity_timeout}s")
+    return "  ".join(parts)
+
+
+def _wanted(key: str, service: str | None) -> bool:
+    return service is None or key == service or key.startswith(service + ":")
+
+
+def format_rules(dump: dict, service: str | None, state: ProxyState | None) -> str:
+    """The per-node view (the CLI prints the node header): each service port (or only `service`,
+    ns/name) with its chains, every rule's packet counter and the spread over endpoints; then totals."""
+    rules = nat_rules(dump)
+    sections: list[tuple[list[str], int]] = []
+    if state is not None:
+        for key in sorted(state.services):
+            sp = state.services[key]
+            if not _wanted(key, service) or not sp.cluster_ip:
+                continue
+            entries = [r for c in ENTRY_CHAINS for r in rules.get(c, []) if _matches_port(r, sp)]
+            eps = [ep.addr for ep in state.endpoints.get(key, ())]
+            sections.append(_section(_title(sp), rules, entries, eps))
+    else:
+        groups: dict[str, list[Rule]] = {}
+        for chain in ENTRY_CHAINS:
+            for r in rules.get(chain, []):
+                if not (r.target or "").startswith(FOLLOW_PREFIXES):
+                    continue
+                groups.setdefault(_comment_key(r) or r.target or "?", []).append(r)
+        for key in sorted(groups):
+            if _wanted(key, service):
+                sections.append(_section(key, rules, groups[key], None))
+    lines: list[str] = []
+    source = dump.get("_source")
+    if source:
+        lines.append(f"(counters read with {source})")
+    if not sections:
+        lines.append(f"no proxied service port{' matches ' + service if service else 's'}")
+        return "\n".join(lines) + "\n"
+    for body, _ in sections:
+        lines += body
+        lines.append("")
+    total = sum(t for _, t in sections)
+    lines.append(f"{len(sections)} service port(s), {total} connection(s) sent to endpoints")
+    return "\n".join(lines) + "\n"

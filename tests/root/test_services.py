@@ -1,0 +1,423 @@
+"""Issue 3 acceptance: Services of every type through the node's kube-proxy, on a real 3-node lab.
+
+One suite, parametrised by proxy mode (more modes join the list as they land)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.root.labkit import Lab, is_ready, unique_name
+from tests.root.svckit import HTTP_COUNT, TCP_PROBE, UDP_ASK, http_counts, py_in_pod, py_outside
+
+pytestmark = pytest.mark.root
+
+PROXY_MODES = ["iptables"]
+
+BACKEND = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: backend}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: backend}}
+  template:
+    metadata: {labels: {app: backend}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: agnhost
+        image: registry.k8s.io/e2e-test-images/agnhost:2.39
+        args: ["netexec", "--http-port=8080", "--udp-port=8081"]
+        ports:
+        - {name: http, containerPort: 8080}
+        - {name: udp, containerPort: 8081, protocol: UDP}
+        readinessProbe:
+          httpGet: {path: /healthz, port: http}
+          periodSeconds: 1
+        lifecycle:
+          preStop:
+            sleep: {seconds: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend}
+spec:
+  selector: {app: backend}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+  - {name: udp, port: 81, targetPort: udp, protocol: UDP}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers:
+  - {name: c, image: busybox, command: ["sleep", "infinity"]}
+"""
+
+
+@pytest.fixture(scope="module", params=PROXY_MODES)
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    lab = Lab(unique_name("s"), tmp_path_factory.mktemp("state"), nodes=3, proxy_mode=request.param)
+    try:
+        lab.up()
+        lab.apply(BACKEND)
+        lab.ready_pods("app=backend", 3)
+        lab.wait_for("client ready", lambda: any(p["metadata"]["name"] == "client" and is_ready(p)
+                                                  for p in lab.pods()))
+        yield lab
+    finally:
+        lab.down()
+
+
+def svc(lab: Lab, name: str, ns: str = "default") -> dict:
+    return lab.get_json("svc", name, "-n", ns)
+
+
+def endpoint_ips(lab: Lab, name: str) -> list[str]:
+    ep = lab.get_json("endpoints", name)
+    return sorted(a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or [])
+
+
+def wait_endpoints(lab: Lab, name: str, count: int, timeout: float = 30) -> list[str]:
+    return lab.wait_for(f"{count} endpoints of {name}",
+                        lambda: (lambda ips: ips if len(ips) == count else None)(endpoint_ips(lab, name)), timeout)
+
+
+def test_clusterip_spreads_over_three_endpoints(lab: Lab) -> None:
+    vip = svc(lab, "backend")["spec"]["clusterIP"]
+    wait_endpoints(lab, "backend", 3)
+    res = http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "300"))
+    assert res["failed"] == 0, res
+    pods = {p["metadata"]["name"] for p in lab.pods("app=backend")}
+    assert set(res["counts"]) == pods
+    for name, n in res["counts"].items():
+        assert 0.20 * 300 <= n <= 0.47 * 300, res["counts"]
+
+
+def test_pod_to_clusterip_keeps_pod_ip(lab: Lab) -> None:
+    vip = svc(lab, "backend")["spec"]["clusterIP"]
+    client_ip = next(p for p in lab.pods() if p["metadata"]["name"] == "client")["status"]["podIP"]
+    out = lab.exec("client", "wget", "-qO-", f"http://{vip}/clientip").stdout
+    assert out.split(":")[0] == client_ip
+
+
+def test_hairpin_pod_reaches_itself_through_its_service(lab: Lab) -> None:
+    vip = svc(lab, "backend")["spec"]["clusterIP"]
+    pod = lab.pods("app=backend")[0]["metadata"]["name"]
+    res = http_counts(py_in_pod(lab, pod, HTTP_COUNT, f"http://{vip}/hostname", "30"))
+    assert res["failed"] == 0 and pod in res["counts"], res
+
+
+def test_udp_service_and_replaced_server(lab: Lab) -> None:
+    vip = svc(lab, "backend")["spec"]["clusterIP"]
+    out = py_in_pod(lab, "client", UDP_ASK, vip, "81", "hostname", "10").split()
+    pods = {p["metadata"]["name"] for p in lab.pods("app=backend")}
+    assert set(out) <= pods and len(out) == 10, out
+    # a single-endpoint UDP service whose server pod is replaced keeps working (stale conntrack flushed)
+    lab.apply("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: udp1}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: udp1}}
+  template:
+    metadata: {labels: {app: udp1}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: a
+        image: agnhost
+        args: ["netexec", "--http-port=8080", "--udp-port=8081"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: udp1}
+spec:
+  selector: {app: udp1}
+  ports: [{port: 53, targetPort: 8081, protocol: UDP}]
+""")
+    first = lab.ready_pods("app=udp1", 1)[0]["metadata"]["name"]
+    vip1 = svc(lab, "udp1")["spec"]["clusterIP"]
+    wait_endpoints(lab, "udp1", 1)
+    script = UDP_ASK.replace("s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)",
+                             "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1); "
+                             "s.bind(('0.0.0.0', 40000))")  # same 5-tuple every time: conntrack reuse
+    assert lab.wait_for("udp answer", lambda: first in py_in_pod(lab, "client", script, vip1, "53", "hostname", "1"))
+    lab.cli("delete", "pod", first)
+    second = lab.ready_pods("app=udp1", 1)[0]["metadata"]["name"]
+    assert second != first
+    wait_endpoints(lab, "udp1", 1)
+    assert lab.wait_for("udp answer from the new pod",
+                        lambda: second in py_in_pod(lab, "client", script, vip1, "53", "hostname", "1"), timeout=15)
+    lab.cli("delete", "-f", "-", input="""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: udp1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: udp1}
+""")
+
+
+def test_no_endpoints_refused_immediately(lab: Lab) -> None:
+    lab.apply("apiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec:\n  selector: {app: nothing}\n"
+              "  ports: [{port: 80}]\n")
+    vip = svc(lab, "empty")["spec"]["clusterIP"]
+    out = lab.wait_for("rules for empty", lambda: (lambda o: o if o.startswith("refused") else None)(
+        py_in_pod(lab, "client", TCP_PROBE, vip, "80")), timeout=15)
+    assert float(out.split()[1]) < 1.0
+    lab.cli("delete", "svc", "empty")
+
+
+def test_nodeport_on_every_node_from_external_is_masqueraded(lab: Lab) -> None:
+    lab.apply("apiVersion: v1\nkind: Service\nmetadata: {name: backend-np}\nspec:\n  type: NodePort\n"
+              "  selector: {app: backend}\n  ports: [{port: 80, targetPort: 8080}]\n")
+    np = svc(lab, "backend-np")["spec"]["ports"][0]["nodePort"]
+    assert 30000 <= np <= 32767
+    wait_endpoints(lab, "backend-np", 3)
+    for i in (1, 2, 3):
+        out = lab.wait_for(f"nodeport on node{i}", lambda: py_outside(
+            lab, HTTP_COUNT, f"http://192.168.56.1{i}:{np}/clientip", "3"), timeout=15)
+        res = http_counts(out)
+        assert res["failed"] == 0, res
+        # Cluster policy: the source is rewritten (masqueraded); the external client's IP is not seen.
+        assert not any(k.startswith("192.168.56.100:") for k in res["counts"]), res
+
+
+def test_external_traffic_policy_local_keeps_client_ip(lab: Lab) -> None:
+    lab.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: solo}\nspec:\n  replicas: 1\n"
+              "  selector: {matchLabels: {app: solo}}\n  template:\n    metadata: {labels: {app: solo}}\n"
+              "    spec:\n      containers: [{name: a, image: agnhost, args: [netexec, --http-port=8080]}]\n"
+              "---\napiVersion: v1\nkind: Service\nmetadata: {name: solo}\nspec:\n  type: LoadBalancer\n"
+              "  externalTrafficPolicy: Local\n  selector: {app: solo}\n  ports: [{port: 80, targetPort: 8080}]\n")
+    pod = lab.ready_pods("app=solo", 1)[0]
+    wait_endpoints(lab, "solo", 1)
+    s = svc(lab, "solo")
+    np, hc = s["spec"]["ports"][0]["nodePort"], s["spec"]["healthCheckNodePort"]
+    here = int(pod["spec"]["nodeName"].removeprefix("node"))
+    other = next(i for i in (1, 2, 3) if i != here)
+    out = lab.wait_for("local nodeport", lambda: py_outside(lab, HTTP_COUNT, f"http://192.168.56.1{here}:{np}/clientip", "3"))
+    res = http_counts(out)
+    assert res["failed"] == 0 and all(k.startswith("192.168.56.100:") for k in res["counts"]), res
+    probe = py_outside(lab, TCP_PROBE, f"192.168.56.1{other}", str(np)).split()[0]
+    assert probe != "ok"  # a node with no local endpoint does not answer
+    ok = lab.node_exec("external", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                       f"http://192.168.56.1{here}:{hc}/").stdout
+    bad = lab.node_exec("external", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                        f"http://192.168.56.1{other}:{hc}/").stdout
+    assert (ok, bad) == ("200", "503")
+    # the LoadBalancer IP answers from the external client, with the client's own IP
+    ip = lab.wait_for("LB ingress", lambda: ((svc(lab, "solo").get("status") or {}).get("loadBalancer") or {})
+                      .get("ingress"))[0]["ip"]
+    assert ip.startswith("192.168.56.2")
+    res = http_counts(lab.wait_for("LB answers", lambda: (lambda o: o if http_counts(o)["failed"] == 0 else None)(
+        py_outside(lab, HTTP_COUNT, f"http://{ip}/clientip", "3")), timeout=20))
+    assert all(k.startswith("192.168.56.100:") for k in res["counts"]), res
+    lab.cli("delete", "svc", "solo")
+    lab.cli("delete", "deployment", "solo")
+
+
+def test_session_affinity_sticks_expires_and_toggles(lab: Lab) -> None:
+    manifest = ("apiVersion: v1\nkind: Service\nmetadata: {name: sticky}\nspec:\n  selector: {app: backend}\n"
+                "  ports: [{port: 80, targetPort: 8080}]\n  sessionAffinity: %s\n%s")
+    cfg = "  sessionAffinityConfig: {clientIP: {timeoutSeconds: 3}}\n"
+    lab.apply(manifest % ("ClientIP", cfg))
+    vip = svc(lab, "sticky")["spec"]["clusterIP"]
+    wait_endpoints(lab, "sticky", 3)
+    res = http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "40"))
+    assert res["failed"] == 0 and len(res["counts"]) == 1, res
+    time.sleep(4)  # the affinity timeout (3 s) must pass: this is the behaviour under test
+    spread = set()
+    for _ in range(12):
+        spread |= set(http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "1"))["counts"])
+        time.sleep(3.2)
+        if len(spread) > 1:
+            break
+    assert len(spread) > 1, "after the timeout, new sessions spread again"
+    lab.apply(manifest % ("None", ""))
+    res = lab.wait_for("affinity off", lambda: (lambda r: r if len(r["counts"]) > 1 else None)(
+        http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "30"))), timeout=20)
+    lab.apply(manifest % ("ClientIP", cfg))
+    res = lab.wait_for("affinity on again", lambda: (lambda r: r if len(r["counts"]) == 1 else None)(
+        http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "30"))), timeout=20)
+    lab.cli("delete", "svc", "sticky")
+
+
+def test_selectorless_service_with_manual_endpoints(lab: Lab) -> None:
+    lab.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ten}\nspec:\n  replicas: 10\n"
+              "  selector: {matchLabels: {app: ten}}\n  template:\n    metadata: {labels: {app: ten}}\n"
+              "    spec:\n      containers: [{name: a, image: agnhost, args: [netexec, --http-port=8080]}]\n")
+    pods = lab.ready_pods("app=ten", 10, timeout=90)
+    chosen = sorted(pods, key=lambda p: p["metadata"]["name"])[:5]
+    addrs = "".join(f"  - ip: {p['status']['podIP']}\n" for p in chosen)
+    lab.apply("apiVersion: v1\nkind: Service\nmetadata: {name: manual}\nspec:\n  ports: [{port: 80, targetPort: 8080}]\n"
+              "---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: manual}\nsubsets:\n- addresses:\n"
+              + addrs + "  ports: [{port: 8080}]\n")
+    vip = svc(lab, "manual")["spec"]["clusterIP"]
+    res = lab.wait_for("manual endpoints programmed", lambda: (lambda r: r if r["failed"] == 0 else None)(
+        http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "100"))), timeout=20)
+    assert set(res["counts"]) <= {p["metadata"]["name"] for p in chosen}
+    assert len(res["counts"]) >= 4  # 100 requests over 5 endpoints reach (nearly) all of them
+    lab.cli("delete", "svc", "manual")
+    lab.cli("delete", "endpoints", "manual", "--ignore-not-found")
+    lab.cli("delete", "deployment", "ten")
+
+
+def test_type_changes_keep_and_release_allocations(lab: Lab) -> None:
+    base = "apiVersion: v1\nkind: Service\nmetadata: {name: morph}\nspec:\n"
+    lab.apply(base + "  type: ExternalName\n  externalName: example.org\n")
+    s = svc(lab, "morph")
+    assert "clusterIP" not in s["spec"] or not s["spec"]["clusterIP"]
+    lab.apply(base + "  type: ClusterIP\n  selector: {app: backend}\n  ports: [{port: 80, targetPort: 8080}]\n")
+    ip1 = svc(lab, "morph")["spec"]["clusterIP"]
+    assert re.match(r"10\.(9[6-9]|10[0-9]|11[01])\.", ip1)
+    lab.apply(base + "  type: NodePort\n  selector: {app: backend}\n  ports: [{port: 80, targetPort: 8080}]\n")
+    s = svc(lab, "morph")
+    assert s["spec"]["clusterIP"] == ip1 and s["spec"]["ports"][0]["nodePort"]
+    np = s["spec"]["ports"][0]["nodePort"]
+    wait_endpoints(lab, "morph", 3)
+    assert http_counts(lab.wait_for("morph nodeport", lambda: py_outside(
+        lab, HTTP_COUNT, f"http://192.168.56.11:{np}/hostname", "2")))["failed"] == 0
+    lab.apply(base + "  type: ExternalName\n  externalName: example.org\n")
+    s = svc(lab, "morph")
+    assert not s["spec"].get("clusterIP") and not any(p.get("nodePort") for p in s["spec"].get("ports") or [])
+    out = lab.wait_for("nodeport closed", lambda: (lambda o: o if not o.startswith("ok") else None)(
+        py_outside(lab, TCP_PROBE, "192.168.56.11", str(np))), timeout=15)
+    assert out
+    lab.cli("delete", "svc", "morph")
+
+
+def test_env_vars_only_in_pods_created_after_the_service(lab: Lab) -> None:
+    lab.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: before}\nspec:\n  containers:\n"
+              "  - {name: c, image: busybox, command: [sleep, infinity]}\n")
+    lab.wait_for("before ready", lambda: any(p["metadata"]["name"] == "before" and is_ready(p) for p in lab.pods()))
+    lab.apply("apiVersion: v1\nkind: Service\nmetadata: {name: late-svc}\nspec:\n  selector: {app: backend}\n"
+              "  ports: [{name: web, port: 8080}]\n")
+    lab.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: after}\nspec:\n  containers:\n"
+              "  - {name: c, image: busybox, command: [sleep, infinity]}\n---\n"
+              "apiVersion: v1\nkind: Pod\nmetadata: {name: nolinks}\nspec:\n  enableServiceLinks: false\n"
+              "  containers:\n  - {name: c, image: busybox, command: [sleep, infinity]}\n")
+    lab.wait_for("after ready", lambda: sum(p["metadata"]["name"] in ("after", "nolinks") and is_ready(p)
+                                            for p in lab.pods()) == 2)
+    vip = svc(lab, "late-svc")["spec"]["clusterIP"]
+    env_after = lab.exec("after", "env").stdout
+    env_before = lab.exec("before", "env").stdout
+    env_nolinks = lab.exec("nolinks", "env").stdout
+    assert f"LATE_SVC_SERVICE_HOST={vip}" in env_after
+    assert "LATE_SVC_SERVICE_PORT=8080" in env_after and "LATE_SVC_SERVICE_PORT_WEB=8080" in env_after
+    assert f"LATE_SVC_PORT_8080_TCP=tcp://{vip}:8080" in env_after
+    assert "LATE_SVC_SERVICE_HOST" not in env_before
+    assert "LATE_SVC_SERVICE_HOST" not in env_nolinks
+    assert "KUBERNETES_SERVICE_HOST=10.96.0.1" in env_nolinks
+    for p in ("before", "after", "nolinks"):
+        lab.cli("delete", "pod", p, "--grace-period", "0")
+    lab.cli("delete", "svc", "late-svc")
+
+
+class Loop(threading.Thread):
+    """Sends requests in a loop from a namespace until stopped; counts failures."""
+
+    def __init__(self, lab: Lab, where: str, url: str, stop_path: str) -> None:
+        super().__init__(daemon=True)
+        # pod processes see the host's filesystem (only /etc/hosts etc. are the pod's): a file stops the loop
+        script = ("import urllib.request, sys, time, json, os\nok = bad = 0\nerrs = []\n"
+                  "end = time.monotonic() + float(sys.argv[2])\n"
+                  "while time.monotonic() < end and not os.path.exists(sys.argv[3]):\n"
+                  "    try:\n        urllib.request.urlopen(sys.argv[1], timeout=3).read(); ok += 1\n"
+                  "    except Exception as e:\n        bad += 1; errs.append(repr(e))\n"
+                  "    time.sleep(0.02)\n"
+                  "print(json.dumps({'ok': ok, 'bad': bad, 'errs': errs[:5]}))\n")
+        self.argv = ([sys.executable, "-m", "netk8s.cli.main", "exec", where, "--"] if where != "external"
+                     else [sys.executable, "-m", "netk8s.cli.main", "lab", "exec", "external"])
+        self.argv += [sys.executable, "-c", script, url, "300", stop_path]
+        self.lab, self.result = lab, None
+        self.proc: subprocess.Popen | None = None
+
+    def run(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.lab.env, stdout=subprocess.PIPE, text=True)
+        out, _ = self.proc.communicate()
+        self.result = json.loads(out.strip().splitlines()[-1])
+
+
+def test_scaling_and_deleting_pods_with_zero_failed_requests(lab: Lab) -> None:
+    lab.apply("apiVersion: v1\nkind: Service\nmetadata: {name: web-np}\nspec:\n  type: NodePort\n"
+              "  selector: {app: backend}\n  ports: [{port: 80, targetPort: 8080}]\n")
+    lab.cli("scale", "deployment", "backend", "--replicas", "1")
+    lab.ready_pods("app=backend", 1)
+    wait_endpoints(lab, "web-np", 1)
+    s = svc(lab, "web-np")
+    np, vip = s["spec"]["ports"][0]["nodePort"], s["spec"]["clusterIP"]
+    stop = lab.state_dir / "stop-loops"
+    loops = [Loop(lab, "client", f"http://{vip}/hostname", str(stop)),
+             Loop(lab, "external", f"http://192.168.56.12:{np}/hostname", str(stop))]
+    for t in loops:
+        t.start()
+    try:
+        time.sleep(2)
+        lab.cli("scale", "deployment", "backend", "--replicas", "5")
+        lab.ready_pods("app=backend", 5)
+        assert len(wait_endpoints(lab, "web-np", 5)) == 5
+        lab.cli("scale", "deployment", "backend", "--replicas", "1")
+        lab.ready_pods("app=backend", 1, timeout=60)
+        assert len(wait_endpoints(lab, "web-np", 1)) == 1
+        lab.cli("scale", "deployment", "backend", "--replicas", "3")
+        lab.ready_pods("app=backend", 3)
+        for p in lab.pods("app=backend"):
+            lab.cli("delete", "pod", p["metadata"]["name"])
+            lab.ready_pods("app=backend", 3)
+            wait_endpoints(lab, "web-np", 3)
+    finally:
+        stop.touch()
+        for t in loops:
+            t.join(timeout=60)
+    for t in loops:
+        assert t.result is not None and t.result["ok"] > 100 and t.result["bad"] == 0, t.result
+    lab.cli("delete", "svc", "web-np")
+
+
+def normalised_rules(lab: Lab, node: str) -> str:
+    out = lab.node_exec(node, "iptables-legacy-save").stdout
+    lines = [re.sub(r"\[\d+:\d+\]", "", line) for line in out.splitlines() if not line.startswith("#")]
+    return "\n".join(sorted(lines))
+
+
+def test_agent_sigkill_keeps_connection_and_converges(lab: Lab) -> None:
+    lab.cli("scale", "deployment", "backend", "--replicas", "3")
+    lab.ready_pods("app=backend", 3)
+    vip = svc(lab, "backend")["spec"]["clusterIP"]
+    client = next(p for p in lab.pods() if p["metadata"]["name"] == "client")
+    node = client["spec"]["nodeName"]
+    before = normalised_rules(lab, node)
+    # a long-lived TCP connection through the ClusterIP: one request now, one after the agent restarts
+    script = ("import socket, sys, time\ns = socket.create_connection((sys.argv[1], 80), timeout=5)\n"
+              "def get():\n    s.sendall(b'GET /hostname HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+              "    return s.recv(4096).decode().split('\\r\\n\\r\\n', 1)[1]\n"
+              "a = get(); time.sleep(float(sys.argv[2])); b = get(); print(a, b)\n")
+    conn = subprocess.Popen([sys.executable, "-m", "netk8s.cli.main", "exec", "client", "--", sys.executable, "-c",
+                             script, vip, "6"], env=lab.env, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    pidfile = lab.state_dir / lab.name / "pids" / f"agent-{node}.pid"
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    from netk8s.lab import manager
+
+    os.environ["NETK8S_STATE_DIR"] = str(lab.state_dir)
+    try:
+        manager.start_agent(manager.load_lab(lab.name), int(node.removeprefix("node")))
+    finally:
+        del os.environ["NETK8S_STATE_DIR"]
+    out, _ = conn.communicate(timeout=30)
+    a, b = out.split()
+    assert a == b  # same connection, same backend, still alive
+    assert lab.wait_for("rules converge", lambda: normalised_rules(lab, node) == before, timeout=20)
