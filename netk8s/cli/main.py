@@ -300,14 +300,18 @@ def delete(ctx: click.Context, words: tuple[str, ...], files: tuple[str, ...], n
     from netk8s.model.labels import parse_selector
     from netk8s.model.kinds import object_key
     from netk8s.model.manifest import load_documents
-    from netk8s.model.validate import validate_batch
 
     targets: list[tuple[str, str, str]] = []
     store = open_lab_store(ctx)
     try:
         if files:
             stdin_text = sys.stdin.read() if "-" in files else None
-            for obj in validate_batch(load_documents(list(files), stdin_text)):
+            # like kubectl, delete -f needs only apiVersion/kind/metadata.name of each document
+            for origin, obj in load_documents(list(files), stdin_text):
+                if not isinstance(obj.get("kind"), str) or not (obj.get("metadata") or {}).get("name"):
+                    raise ValidationError(f"{origin}: kind and metadata.name are required to delete")
+                resolve_kind(obj["kind"])
+                obj.setdefault("metadata", {}).setdefault("namespace", namespace)
                 targets.append(object_key(obj))
         else:
             info, first = kind_and_name(words)
@@ -388,6 +392,17 @@ def pod_runtime(lab: str, node: str):  # type: ignore[no-untyped-def]
     return PodRuntime(LabPaths(lab).node_dir(node) / "pods", lab)
 
 
+def container_environ(rt, uid: str, name: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The environment the container was started with (like `kubectl exec`), read from its process."""
+    info = rt.process_info(uid, name) or {}
+    try:
+        raw = open(f"/proc/{info.get('pid')}/environ", "rb").read()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
 @cli.command("exec", context_settings={"ignore_unknown_options": True})
 @click.option("-n", "--namespace", default="default")
 @click.option("-c", "--container", default=None)
@@ -414,7 +429,9 @@ def exec_(ctx: click.Context, namespace: str, container: str | None, interactive
     rt = pod_runtime(lab_name, obj["spec"]["nodeName"])
     uid = obj["metadata"]["uid"]
     full = rt.exec_argv(uid, naming.pod_netns(lab_name, uid), list(argv))
-    rc = subprocess.call(full, stdin=None if interactive else subprocess.DEVNULL, env=rt.process_env(dict(os.environ)))
+    name = container or obj["spec"]["containers"][0]["name"]
+    rc = subprocess.call(full, stdin=None if interactive else subprocess.DEVNULL,
+                         env=rt.process_env(container_environ(rt, uid, name)))
     ctx.exit(rc)
 
 

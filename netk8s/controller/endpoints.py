@@ -163,6 +163,11 @@ def _canon(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def _address_order(a: dict) -> tuple:
+    """LessEndpointAddress: by IP, then by the target's uid."""
+    return (_ip_key(a["ip"]), (a.get("targetRef") or {}).get("uid", ""))
+
+
 def repack_subsets(entries: list[tuple[dict, dict | None, bool]]) -> list[dict]:
     """endpoints.RepackSubsets: (address, port or None, ready) entries -> subsets, one per set of
     addresses sharing the same ports; addresses sorted by IP, ports by name/number."""
@@ -184,15 +189,13 @@ def repack_subsets(entries: list[tuple[dict, dict | None, bool]]) -> list[dict]:
             group[1].append(port)
     subsets: list[dict] = []
     for addrs, port_list in groups.values():
-        def order(a: dict) -> tuple:
-            return (_ip_key(a["ip"]), (a.get("targetRef") or {}).get("uid", ""))
-        ready = sorted((a for a, r in addrs.values() if r), key=order)
-        not_ready = sorted((a for a, r in addrs.values() if not r), key=order)
+        ready_addrs = sorted((a for a, r in addrs.values() if r), key=_address_order)
+        not_ready_addrs = sorted((a for a, r in addrs.values() if not r), key=_address_order)
         subset: dict = {}
-        if ready:
-            subset["addresses"] = ready
-        if not_ready:
-            subset["notReadyAddresses"] = not_ready
+        if ready_addrs:
+            subset["addresses"] = ready_addrs
+        if not_ready_addrs:
+            subset["notReadyAddresses"] = not_ready_addrs
         if port_list:
             subset["ports"] = sorted(port_list, key=lambda p: (p.get("name", ""), p["port"], p["protocol"]))
         subsets.append(subset)

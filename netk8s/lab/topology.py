@@ -96,10 +96,17 @@ def plan_lab(lab: str, nodes: int) -> LabPlan:
     )
 
 
+GATEWAY_IP = str(config.UNDERLAY_CIDR.network_address + 1)  # 192.168.56.1, in the switch namespace
+
+
 def _build_switch(plan: LabPlan) -> None:
     netns.create_netns(plan.switch_netns)
     links.ensure_loopback_up(plan.switch_netns)
     links.ensure_bridge(plan.switch_netns, plan.bridge, plan.mtu)
+    # The switch is also the underlay's gateway (like a LAN router with no uplink): nodes need a default
+    # route, as real nodes have, so traffic to a Service VIP is routed into FORWARD where kube-proxy's
+    # filter rules REJECT it when the Service has no endpoints (instead of "network unreachable").
+    links.ensure_address(plan.switch_netns, plan.bridge, f"{GATEWAY_IP}/{config.UNDERLAY_CIDR.prefixlen}")
 
 
 def _build_member(plan: LabPlan, member: MemberPlan, forward: bool) -> None:
@@ -114,6 +121,7 @@ def _build_member(plan: LabPlan, member: MemberPlan, forward: bool) -> None:
     links.ensure_address(member.netns, member.uplink, member.cidr)
     if forward:
         sysctl.set_sysctl(member.netns, "net.ipv4.ip_forward", 1)
+        links.ensure_route(member.netns, "0.0.0.0/0", gateway=GATEWAY_IP, dev=member.uplink)
 
 
 def build_lab(plan: LabPlan) -> None:

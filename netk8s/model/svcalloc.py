@@ -262,14 +262,13 @@ def _next_node_port(svc: dict, path: str, taken: set[int], rng: random.Random) -
 def _old_node_port(port: dict, old_ports: list[dict], used_by_new: set[int]) -> int:
     """The nodePort the stored Service had for this port: same port/protocol, else same name."""
     proto = port.get("protocol") or "TCP"
-    for p in old_ports:
-        if p.get("nodePort") and p.get("port") == port.get("port") and (p.get("protocol") or "TCP") == proto:
-            if p["nodePort"] not in used_by_new:
-                return int(p["nodePort"])
-    for p in old_ports:
-        if p.get("nodePort") and (p.get("name") or "") == (port.get("name") or ""):
-            if p["nodePort"] not in used_by_new:
-                return int(p["nodePort"])
+    free = [p for p in old_ports if p.get("nodePort") and p["nodePort"] not in used_by_new]
+    for p in free:
+        if p.get("port") == port.get("port") and (p.get("protocol") or "TCP") == proto:
+            return int(p["nodePort"])
+    for p in free:
+        if (p.get("name") or "") == (port.get("name") or ""):
+            return int(p["nodePort"])
     return 0
 
 

@@ -58,15 +58,15 @@ BUILTIN_JUMPS: dict[str, dict[str, tuple[str, ...]]] = {
         "INPUT": (
             f'{_NEW}-m comment --comment "kubernetes load balancer firewall" -j {KUBE_PROXY_FIREWALL}',
             f'-m comment --comment "kubernetes health check service ports" -j {KUBE_NODEPORTS}',
-            f'{_NEW}-m comment --comment "kubernetes externally-visible service portals" '
-            f'-j {KUBE_EXTERNAL_SERVICES}',
+            (f'{_NEW}-m comment --comment "kubernetes externally-visible service portals" '
+             f'-j {KUBE_EXTERNAL_SERVICES}'),
         ),
         "FORWARD": (
             f'{_NEW}-m comment --comment "kubernetes load balancer firewall" -j {KUBE_PROXY_FIREWALL}',
             f'-m comment --comment "kubernetes forwarding rules" -j {KUBE_FORWARD}',
             f'{_NEW}-m comment --comment "kubernetes service portals" -j {KUBE_SERVICES}',
-            f'{_NEW}-m comment --comment "kubernetes externally-visible service portals" '
-            f'-j {KUBE_EXTERNAL_SERVICES}',
+            (f'{_NEW}-m comment --comment "kubernetes externally-visible service portals" '
+             f'-j {KUBE_EXTERNAL_SERVICES}'),
         ),
         "OUTPUT": (
             f'{_NEW}-m comment --comment "kubernetes load balancer firewall" -j {KUBE_PROXY_FIREWALL}',
@@ -306,8 +306,8 @@ def _render(state: ProxyState, node: NodeContext, *, full: bool, changed: set[st
     nat_rules: list[str] = [
         f"-A {KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
         f"-A {KUBE_POSTROUTING} -j MARK --xor-mark {mark}",
-        f'-A {KUBE_POSTROUTING} -m comment --comment "kubernetes service traffic requiring SNAT" '
-        f"-j MASQUERADE --random-fully",
+        (f'-A {KUBE_POSTROUTING} -m comment --comment "kubernetes service traffic requiring SNAT" '
+         f"-j MASQUERADE --random-fully"),
         f"-A {KUBE_MARK_MASQ} -j MARK --or-mark {mark}",
     ]
     active_nat: set[str] = set(NAT_TOP_CHAINS)

@@ -12,12 +12,14 @@ connection (conntrack handles the rest), so these are counts of new connections 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from netk8s.proxy.model import ProxyState, ServicePort
 
 ENTRY_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS")
+# filter chains holding a port's REJECT (no endpoints) / DROP (no local endpoints) / health check rules
+FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS")
 FOLLOW_PREFIXES = ("KUBE-SVC-", "KUBE-EXT-", "KUBE-SVL-", "KUBE-SEP-", "KUBE-FW-", "KUBE-XLB-")
 
 
@@ -58,8 +60,8 @@ def parse_rule(entry: dict) -> Rule:
     )
 
 
-def nat_rules(dump: dict) -> dict[str, list[Rule]]:
-    return {chain: [parse_rule(e) for e in entries] for chain, entries in (dump.get("nat") or {}).items()}
+def table_rules(dump: dict, table: str = "nat") -> dict[str, list[Rule]]:
+    return {chain: [parse_rule(e) for e in entries] for chain, entries in (dump.get(table) or {}).items()}
 
 
 def _comment_key(rule: Rule) -> str | None:
@@ -112,11 +114,16 @@ def _spread(rules: dict[str, list[Rule]], chains: list[str]) -> list[tuple[str, 
 
 
 def _section(title: str, rules: dict[str, list[Rule]], entries: list[Rule],
-             state_eps: list[str] | None) -> tuple[list[str], int]:
+             state_eps: list[str] | None, filter_entries: Sequence[Rule] = ()) -> tuple[list[str], int]:
     chains = _walk(rules, entries)
-    all_rules = entries + [r for c in chains for r in rules[c]]
+    all_rules = entries + list(filter_entries) + [r for c in chains for r in rules[c]]
     width = max([len(str(r.packets)) for r in all_rules] + [4])
     lines = [title]
+    for filter_chain in FILTER_CHAINS:
+        mine = [r for r in filter_entries if r.chain == filter_chain]
+        if mine:
+            lines.append(f"  filter {filter_chain}")
+            lines += _rule_lines(mine, width)
     for entry_chain in ENTRY_CHAINS:
         mine = [r for r in entries if r.chain == entry_chain]
         if mine:
@@ -134,7 +141,7 @@ def _section(title: str, rules: dict[str, list[Rule]], entries: list[Rule],
             share = f"{100.0 * packets / total:5.1f}%" if total else "    -"
             lines.append(f"    {addr:<{addr_w}}  {chain:<25} {packets:>{width}}  {share}")
         lines.append(f"    {'total':<{addr_w}}  {'':<25} {total:>{width}}")
-    elif not entries:
+    elif not entries and not filter_entries:
         lines.append("  (no rules programmed for this service port on this node)")
     else:
         lines.append("  (no endpoint chains: traffic is rejected or dropped)")
@@ -168,7 +175,8 @@ def _wanted(key: str, service: str | None) -> bool:
 def format_rules(dump: dict, service: str | None, state: ProxyState | None) -> str:
     """The per-node view (the CLI prints the node header): each service port (or only `service`,
     ns/name) with its chains, every rule's packet counter and the spread over endpoints; then totals."""
-    rules = nat_rules(dump)
+    rules = table_rules(dump, "nat")
+    filters = table_rules(dump, "filter")
     sections: list[tuple[list[str], int]] = []
     if state is not None:
         for key in sorted(state.services):
@@ -176,8 +184,9 @@ def format_rules(dump: dict, service: str | None, state: ProxyState | None) -> s
             if not _wanted(key, service) or not sp.cluster_ip:
                 continue
             entries = [r for c in ENTRY_CHAINS for r in rules.get(c, []) if _matches_port(r, sp)]
+            filter_entries = [r for c in FILTER_CHAINS for r in filters.get(c, []) if _matches_port(r, sp)]
             eps = [ep.addr for ep in state.endpoints.get(key, ())]
-            sections.append(_section(_title(sp), rules, entries, eps))
+            sections.append(_section(_title(sp), rules, entries, eps, filter_entries))
     else:
         groups: dict[str, list[Rule]] = {}
         for chain in ENTRY_CHAINS:

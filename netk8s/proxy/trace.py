@@ -429,7 +429,7 @@ class TraceResult:
 
     @property
     def matched(self) -> list[str]:
-        """"table:rule text" of every rule that matched, in order (for debugging a failed trace)."""
+        """The "table:rule text" of every rule that matched, in order (for debugging a failed trace)."""
         return [f"{table}:{rule.text}" for table, rule in self.matched_rules]
 
     @property

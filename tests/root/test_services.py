@@ -393,20 +393,48 @@ def normalised_rules(lab: Lab, node: str) -> str:
     return "\n".join(sorted(lines))
 
 
+ECHO_SERVER = (
+    "import socket, threading\n"
+    "srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "srv.bind(('0.0.0.0', 9000)); srv.listen(16)\n"
+    "def serve(c):\n"
+    "    while (d := c.recv(4096)):\n"
+    "        c.sendall(d)\n"
+    "while True:\n"
+    "    threading.Thread(target=serve, args=(srv.accept()[0],), daemon=True).start()\n"
+)
+
+
 def test_agent_sigkill_keeps_connection_and_converges(lab: Lab) -> None:
-    lab.cli("scale", "deployment", "backend", "--replicas", "3")
-    lab.ready_pods("app=backend", 3)
-    vip = svc(lab, "backend")["spec"]["clusterIP"]
+    lab.apply(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: echo, labels: {{app: echo}}}}
+spec:
+  containers:
+  - name: echo
+    image: busybox
+    command: [{json.dumps(sys.executable)}, "-c", {json.dumps(ECHO_SERVER)}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo}}
+spec:
+  selector: {{app: echo}}
+  ports: [{{port: 9000}}]
+""")
+    lab.wait_for("echo ready", lambda: any(p["metadata"]["name"] == "echo" and is_ready(p) for p in lab.pods()))
+    wait_endpoints(lab, "echo", 1)
+    vip = svc(lab, "echo")["spec"]["clusterIP"]
     client = next(p for p in lab.pods() if p["metadata"]["name"] == "client")
     node = client["spec"]["nodeName"]
     before = normalised_rules(lab, node)
-    # a long-lived TCP connection through the ClusterIP: one request now, one after the agent restarts
-    script = ("import socket, sys, time\ns = socket.create_connection((sys.argv[1], 80), timeout=5)\n"
-              "def get():\n    s.sendall(b'GET /hostname HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
-              "    return s.recv(4096).decode().split('\\r\\n\\r\\n', 1)[1]\n"
-              "a = get(); time.sleep(float(sys.argv[2])); b = get(); print(a, b)\n")
+    # one TCP connection through the ClusterIP: a message now, another after the agent was killed
+    script = ("import socket, sys, time\ns = socket.create_connection((sys.argv[1], 9000), timeout=5)\n"
+              "s.sendall(b'first'); a = s.recv(100).decode(); time.sleep(float(sys.argv[2]))\n"
+              "s.sendall(b'second'); b = s.recv(100).decode(); print(a, b)\n")
     conn = subprocess.Popen([sys.executable, "-m", "netk8s.cli.main", "exec", "client", "--", sys.executable, "-c",
-                             script, vip, "6"], env=lab.env, stdout=subprocess.PIPE, text=True)
+                             script, vip, "6"], env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     pidfile = lab.state_dir / lab.name / "pids" / f"agent-{node}.pid"
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
@@ -417,7 +445,33 @@ def test_agent_sigkill_keeps_connection_and_converges(lab: Lab) -> None:
         manager.start_agent(manager.load_lab(lab.name), int(node.removeprefix("node")))
     finally:
         del os.environ["NETK8S_STATE_DIR"]
-    out, _ = conn.communicate(timeout=30)
-    a, b = out.split()
-    assert a == b  # same connection, same backend, still alive
+    out, err = conn.communicate(timeout=30)
+    assert out.split() == ["first", "second"], err  # the established connection survived
     assert lab.wait_for("rules converge", lambda: normalised_rules(lab, node) == before, timeout=20)
+    lab.cli("delete", "pod", "echo", "--grace-period", "0")
+    lab.cli("delete", "svc", "echo")
+
+
+def test_cli_expose_create_describe_and_rules(lab: Lab) -> None:
+    out = lab.cli("expose", "deployment", "backend", "--name", "backend-x", "--port", "8081",
+                  "--target-port", "8080").stdout
+    assert "service/backend-x exposed" in out
+    assert "service/made created" in lab.cli("create", "service", "clusterip", "made", "--tcp=80:8080").stdout
+    assert "service/ext created" in lab.cli("create", "service", "externalname", "ext",
+                                            "--external-name", "example.org").stdout
+    table = lab.cli("get", "svc", "-o", "wide").stdout
+    assert re.search(r"ext\s+ExternalName\s+<none>\s+example.org", table), table
+    ips = wait_endpoints(lab, "backend-x", len(lab.pods("app=backend")))
+    vip = svc(lab, "backend-x")["spec"]["clusterIP"]
+    described = lab.cli("describe", "svc", "backend-x").stdout
+    assert vip in described and f"{ips[0]}:8080" in described
+    res = http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}:8081/hostname", "20"))
+    assert res["failed"] == 0
+    node = next(p for p in lab.pods() if p["metadata"]["name"] == "client")["spec"]["nodeName"]
+    rules = lab.cli("rules", "--node", node, "--service", "backend-x").stdout
+    assert "default/backend-x" in rules and "KUBE-SVC-" in rules and "KUBE-SEP-" in rules, rules
+    assert re.search(r"\b20\b", rules), rules  # the 20 new connections show up in the counters
+    bad = lab.cli("create", "service", "clusterip", "made", "--tcp=80:8080", check=False)
+    assert bad.returncode == 1 and "already exists" in bad.stderr
+    for name in ("backend-x", "made", "ext"):
+        lab.cli("delete", "svc", name)

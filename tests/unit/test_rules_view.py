@@ -56,7 +56,9 @@ DUMP = {
             r("-A KUBE-SEP-DB00000000000000 -p tcp -m tcp -j DNAT --to-destination 10.244.1.7:5432", 7)],
         "KUBE-MARK-MASQ": [r("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000", 3)],
     },
-    "filter": {"INPUT": []},
+    "filter": {"INPUT": [], "KUBE-SERVICES": [
+        r('-A KUBE-SERVICES -d 10.96.0.40/32 -p tcp -m comment --comment "default/empty has no endpoints" '
+          '-m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable', 4)]},
 }
 
 
@@ -101,7 +103,8 @@ def test_one_service_shows_its_chains_counters_and_spread() -> None:
 def test_all_services_and_totals() -> None:
     out = format_rules(DUMP, None, state())
     assert "default/db  TCP 10.96.0.30:5432" in out and "default/web:http" in out
-    assert "default/empty" in out and "(no rules programmed for this service port on this node)" in out
+    assert "default/empty" in out and "(no endpoint chains: traffic is rejected or dropped)" in out
+    assert "  filter KUBE-SERVICES" in out and "REJECT --reject-with icmp-port-unreachable" in out
     assert out.splitlines()[-1] == "3 service port(s), 310 connection(s) sent to endpoints"
 
 
