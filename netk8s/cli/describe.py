@@ -16,6 +16,10 @@ from typing import Any
 
 from netk8s.cli.printers import (
     NONE,
+    _int,
+    _meta,
+    _spec,
+    _status,
     format_endpoints,
     format_label_selector,
     format_labels,
@@ -52,25 +56,6 @@ class _Writer:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _meta(obj: dict) -> dict:
-    return obj.get("metadata") or {}
-
-
-def _spec(obj: dict) -> dict:
-    return obj.get("spec") or {}
-
-
-def _status(obj: dict) -> dict:
-    return obj.get("status") or {}
-
-
-def _int(value: Any, default: int = 0) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
 
 
 def format_rfc1123z(value: str | None) -> str:
