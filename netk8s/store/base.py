@@ -320,3 +320,31 @@ def check_since(since: int, compacted: int) -> None:
     if since < compacted:
         raise Expired(f"watch from revision {since} is too old: history starts after revision {compacted}",
                       hint="list again and watch from the list's revision")
+
+
+class WriteVerbs:
+    """create/update/put/delete/transaction for a backend that implements one atomic `_write(ops)`."""
+
+    def _write(self, ops: list[Op]) -> list[dict]:
+        raise NotImplementedError
+
+    def create(self, obj: dict) -> dict:
+        return self._write([Op("create", obj)])[0]
+
+    def update(self, obj: dict) -> dict:
+        return self._write([Op("update", obj)])[0]
+
+    def put(self, obj: dict) -> dict:
+        return self._write([Op("put", obj)])[0]
+
+    def delete(self, kind: str, namespace: str, name: str, resource_version: str | None = None) -> dict:
+        key = normalize_key(kind, namespace, name)
+        meta: dict = {"name": key[2]}
+        if key[1]:
+            meta["namespace"] = key[1]
+        if resource_version not in (None, ""):
+            meta["resourceVersion"] = resource_version
+        return self._write([Op("delete", {"kind": kind, "metadata": meta})])[0]
+
+    def transaction(self, ops: list[Op]) -> list[dict]:
+        return self._write(list(ops))

@@ -18,6 +18,7 @@ from netk8s.store.base import (
     EventType,
     Key,
     Op,
+    WriteVerbs,
     apply_op,
     check_since,
     from_json,
@@ -51,7 +52,7 @@ class _MemoryTxn:
         self.events.append((rev, etype, key[0], data))
 
 
-class MemoryStore:
+class MemoryStore(WriteVerbs):
     """The Store protocol in memory. Thread-safe; history is compacted like the SQLite store's."""
 
     def __init__(self, keep_events: int = 50_000, compact_every: int = 1000) -> None:
@@ -118,27 +119,6 @@ class MemoryStore:
                           if k[0] == kind and (ns is None or k[1] == ns))
             rev = self._rev
         return [from_json(v) for _, v in rows], rev
-
-    def create(self, obj: dict) -> dict:
-        return self._write([Op("create", obj)])[0]
-
-    def update(self, obj: dict) -> dict:
-        return self._write([Op("update", obj)])[0]
-
-    def put(self, obj: dict) -> dict:
-        return self._write([Op("put", obj)])[0]
-
-    def delete(self, kind: str, namespace: str, name: str, resource_version: str | None = None) -> dict:
-        key = normalize_key(kind, namespace, name)
-        meta: dict = {"name": key[2]}
-        if key[1]:
-            meta["namespace"] = key[1]
-        if resource_version not in (None, ""):
-            meta["resourceVersion"] = resource_version
-        return self._write([Op("delete", {"kind": kind, "metadata": meta})])[0]
-
-    def transaction(self, ops: builtins.list[Op]) -> builtins.list[dict]:
-        return self._write(list(ops))
 
     def revision(self) -> int:
         with self._cond:

@@ -21,6 +21,7 @@ from netk8s.store.base import (
     EventType,
     Key,
     Op,
+    WriteVerbs,
     apply_op,
     check_since,
     from_json,
@@ -89,7 +90,7 @@ def _read(conn: sqlite3.Connection, key: Key) -> dict | None:
     return from_json(row[0]) if row else None
 
 
-class SqliteStore:
+class SqliteStore(WriteVerbs):
     """The Store protocol on one SQLite file. Safe for many threads and processes at once."""
 
     def __init__(self, path: str | Path, keep_events: int = 50_000, compact_every: int = 1000) -> None:
@@ -206,27 +207,6 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise NetK8sError(f"store: read from {self.path} failed: {e}") from None
         return [from_json(r[0]) for r in rows], rev
-
-    def create(self, obj: dict) -> dict:
-        return self._write([Op("create", obj)])[0]
-
-    def update(self, obj: dict) -> dict:
-        return self._write([Op("update", obj)])[0]
-
-    def put(self, obj: dict) -> dict:
-        return self._write([Op("put", obj)])[0]
-
-    def delete(self, kind: str, namespace: str, name: str, resource_version: str | None = None) -> dict:
-        key = normalize_key(kind, namespace, name)
-        meta: dict = {"name": key[2]}
-        if key[1]:
-            meta["namespace"] = key[1]
-        if resource_version not in (None, ""):
-            meta["resourceVersion"] = resource_version
-        return self._write([Op("delete", {"kind": kind, "metadata": meta})])[0]
-
-    def transaction(self, ops: builtins.list[Op]) -> builtins.list[dict]:
-        return self._write(list(ops))
 
     def revision(self) -> int:
         try:
