@@ -93,9 +93,19 @@ def wait_endpoints(lab: Lab, name: str, count: int, timeout: float = 30) -> list
                         lambda: (lambda ips: ips if len(ips) == count else None)(endpoint_ips(lab, name)), timeout)
 
 
+def served(lab: Lab, what: str, fn, timeout: float = 20) -> dict:
+    """Counts of the first run of `fn` (an HTTP_COUNT run) with no failure.
+
+    Endpoints reach the store before each node's proxier has programmed them; tests wait for the rules,
+    never for a fixed time."""
+    return http_counts(lab.wait_for(what, lambda: (lambda o: o if http_counts(o)["failed"] == 0 else None)(fn()),
+                                    timeout=timeout))
+
+
 def test_clusterip_spreads_over_three_endpoints(lab: Lab) -> None:
     vip = svc(lab, "backend")["spec"]["clusterIP"]
     wait_endpoints(lab, "backend", 3)
+    served(lab, "backend served", lambda: py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "3"))
     res = http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "300"))
     assert res["failed"] == 0, res
     pods = {p["metadata"]["name"] for p in lab.pods("app=backend")}
@@ -188,9 +198,8 @@ def test_nodeport_on_every_node_from_external_is_masqueraded(lab: Lab) -> None:
     assert 30000 <= np <= 32767
     wait_endpoints(lab, "backend-np", 3)
     for i in (1, 2, 3):
-        out = lab.wait_for(f"nodeport on node{i}", lambda: py_outside(
-            lab, HTTP_COUNT, f"http://192.168.56.1{i}:{np}/clientip", "3"), timeout=15)
-        res = http_counts(out)
+        res = served(lab, f"nodeport on node{i}", lambda: py_outside(
+            lab, HTTP_COUNT, f"http://192.168.56.1{i}:{np}/clientip", "3"))
         assert res["failed"] == 0, res
         # Cluster policy: the source is rewritten (masqueraded); the external client's IP is not seen.
         assert not any(k.startswith("192.168.56.100:") for k in res["counts"]), res
@@ -208,8 +217,7 @@ def test_external_traffic_policy_local_keeps_client_ip(lab: Lab) -> None:
     np, hc = s["spec"]["ports"][0]["nodePort"], s["spec"]["healthCheckNodePort"]
     here = int(pod["spec"]["nodeName"].removeprefix("node"))
     other = next(i for i in (1, 2, 3) if i != here)
-    out = lab.wait_for("local nodeport", lambda: py_outside(lab, HTTP_COUNT, f"http://192.168.56.1{here}:{np}/clientip", "3"))
-    res = http_counts(out)
+    res = served(lab, "local nodeport", lambda: py_outside(lab, HTTP_COUNT, f"http://192.168.56.1{here}:{np}/clientip", "3"))
     assert res["failed"] == 0 and all(k.startswith("192.168.56.100:") for k in res["counts"]), res
     probe = py_outside(lab, TCP_PROBE, f"192.168.56.1{other}", str(np)).split()[0]
     assert probe != "ok"  # a node with no local endpoint does not answer
@@ -236,6 +244,7 @@ def test_session_affinity_sticks_expires_and_toggles(lab: Lab) -> None:
     lab.apply(manifest % ("ClientIP", cfg))
     vip = svc(lab, "sticky")["spec"]["clusterIP"]
     wait_endpoints(lab, "sticky", 3)
+    served(lab, "sticky served", lambda: py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "1"))
     res = http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "40"))
     assert res["failed"] == 0 and len(res["counts"]) == 1, res
     time.sleep(4)  # the affinity timeout (3 s) must pass: this is the behaviour under test
@@ -288,8 +297,7 @@ def test_type_changes_keep_and_release_allocations(lab: Lab) -> None:
     assert s["spec"]["clusterIP"] == ip1 and s["spec"]["ports"][0]["nodePort"]
     np = s["spec"]["ports"][0]["nodePort"]
     wait_endpoints(lab, "morph", 3)
-    assert http_counts(lab.wait_for("morph nodeport", lambda: py_outside(
-        lab, HTTP_COUNT, f"http://192.168.56.11:{np}/hostname", "2")))["failed"] == 0
+    served(lab, "morph nodeport", lambda: py_outside(lab, HTTP_COUNT, f"http://192.168.56.11:{np}/hostname", "2"))
     lab.apply(base + "  type: ExternalName\n  externalName: example.org\n")
     s = svc(lab, "morph")
     assert not s["spec"].get("clusterIP") and not any(p.get("nodePort") for p in s["spec"].get("ports") or [])
