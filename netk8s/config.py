@@ -59,6 +59,11 @@ class LabPaths:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def node_resolv(self) -> Path:
+        """The nodes' resolver configuration (pods with dnsPolicy Default, the DNS pods' upstreams)."""
+        return self.root / "resolv.conf"
+
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node
 

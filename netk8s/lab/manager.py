@@ -18,7 +18,7 @@ from netk8s.dataplane import netns as dp_netns
 from netk8s.dataplane.iptables import bin_dir_for_legacy
 from netk8s.dataplane.launch import launch_argv
 from netk8s.errors import LabError, NetK8sError
-from netk8s.lab import procs, topology
+from netk8s.lab import addons, procs, topology
 from netk8s.model import naming
 from netk8s.store.factory import open_store
 
@@ -52,7 +52,7 @@ def load_lab(name: str) -> LabInfo:
 
 def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str = "vxlan",
            store_kind: str = "sqlite", progress: Callable[[str], None] = lambda s: None,
-           timeout: float = 60.0) -> LabInfo:
+           timeout: float = 60.0, dns: bool = True) -> LabInfo:
     naming.check_lab_name(name)
     if not 1 <= nodes <= 50:
         raise LabError(f"--nodes: must be between 1 and 50, got {nodes}")
@@ -79,6 +79,9 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         # node shells and agents use the legacy xtables tools as plain `iptables` (README: iptables backend)
         bin_dir_for_legacy(paths.root / "bin")
         paths.lab_file.write_text(json.dumps(asdict(info), indent=2))
+        paths.node_resolv.write_text(addons.node_resolv_conf())
+        progress("starting the lab's upstream DNS server on the external client")
+        start_upstream_dns(info)
         progress("starting controller")
         start_controller(info)
         for i in range(1, nodes + 1):
@@ -86,6 +89,9 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
             start_agent(info, i)
         progress("waiting for nodes to be Ready")
         wait_nodes_ready(info, timeout)
+        if dns:
+            progress("deploying cluster DNS (kube-system/kube-dns, 10.96.0.10)")
+            deploy_dns(info, timeout)
     except BaseException:
         lab_down(name)
         raise
@@ -108,12 +114,54 @@ def start_agent(info: LabInfo, index: int) -> int:
         [sys.executable, "-m", "netk8s.node", "--lab", info.name, "--node", node,
          "--node-ip", str(naming.node_ip(index)), "--store", info.store,
          "--state-dir", str(paths.node_dir(node)), "--overlay", info.overlay,
-         "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode],
+         "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode,
+         "--node-resolv", str(paths.node_resolv)],
         netns=naming.node_netns(info.name, node),
     )
     pid = procs.spawn(argv, info.name, paths.logs / f"agent-{node}.log", extra_env=node_shell_env(info.name))
     _write_pid(info.name, f"agent-{node}", pid)
     return pid
+
+
+def start_upstream_dns(info: LabInfo) -> int:
+    """The lab's upstream DNS server (zone lab.example) in the external client's namespace."""
+    paths = LabPaths(info.name)
+    argv = launch_argv(addons.upstream_argv(sys.executable), netns=naming.external_netns(info.name))
+    pid = procs.spawn(argv, info.name, paths.logs / "upstream-dns.log")
+    _write_pid(info.name, "upstream-dns", pid)
+    return pid
+
+
+def deploy_dns(info: LabInfo, timeout: float) -> None:
+    """Apply the kube-dns Deployment and Service, then wait until both replicas are Ready and listed
+    as endpoints (so pods resolve names as soon as `lab up` returns)."""
+    from netk8s.cli.ops import apply_objects, pod_ready
+    from netk8s.model.validate import validate_batch
+
+    store = open_store(info.store)
+    deadline = time.monotonic() + timeout
+    try:
+        # the controller creates kube-system when it starts; apply refuses objects in a missing namespace
+        while store.try_get("Namespace", "", addons.DNS_NAMESPACE) is None:
+            if time.monotonic() > deadline:
+                raise LabError("namespace kube-system was not created", hint="see the controller log")
+            time.sleep(0.1)
+        apply_objects(store, validate_batch([("kube-dns add-on", o) for o in addons.kube_dns_objects(info.store)]))
+        while True:
+            pods, _ = store.list("Pod", addons.DNS_NAMESPACE)
+            ready = [p for p in pods if (p["metadata"].get("labels") or {}).get("k8s-app") == addons.DNS_NAME
+                     and pod_ready(p)]
+            eps = store.try_get("Endpoints", addons.DNS_NAMESPACE, addons.DNS_NAME) or {}
+            addrs = [a for sub in eps.get("subsets") or [] for a in sub.get("addresses") or []]
+            if len(ready) >= addons.DNS_REPLICAS and len(addrs) >= addons.DNS_REPLICAS:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"cluster DNS not Ready after {timeout:.0f}s ({len(ready)} of "
+                               f"{addons.DNS_REPLICAS} kube-dns pods Ready)",
+                               hint="see 'netk8s get pods -n kube-system' and 'netk8s logs -n kube-system POD'")
+            time.sleep(0.1)
+    finally:
+        store.close()
 
 
 def node_shell_env(lab: str) -> dict[str, str]:

@@ -16,6 +16,9 @@ from netk8s.errors import NetK8sError, ValidationError
 
 NGINX_MODULE = "netk8s.images.nginx"
 AGNHOST_MODULE = "netk8s.images.agnhost"
+# The cluster DNS image `lab up` deploys (netk8s.io/kube-dns): netk8s's dnslib server, args as given.
+DNS_IMAGE = "netk8s.io/kube-dns:1.0"
+DNS_MODULE = "netk8s.dns"
 AGNHOST_SUBCOMMANDS = ("netexec", "serve-hostname", "pause")
 SLEEP_FOREVER = ["sleep", "infinity"]
 
@@ -37,7 +40,7 @@ def image_name(image: str) -> str:
 
 def _unsupported(image: str) -> ImageUnsupported:
     return ImageUnsupported(
-        f"image {image!r} is not supported: give a command, or use nginx, busybox, alpine or agnhost",
+        f"image {image!r} is not supported: give a command, or use nginx, busybox, alpine, agnhost or kube-dns",
         hint="set spec.containers[].command to a program that exists on the node",
     )
 
@@ -118,6 +121,8 @@ def container_argv(container: Mapping, python: str, env: Mapping[str, str] | Non
             return _nginx(container, python)
         if not command:
             return args
+    elif name == "kube-dns" and not command:
+        return [python, "-m", DNS_MODULE, *args]
     elif name.startswith(("busybox", "alpine")) and not command:
         # No ENTRYPOINT; CMD is `sh`, which would exit at once on /dev/null, so sleep instead.
         return args or list(SLEEP_FOREVER)

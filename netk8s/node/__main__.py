@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlay", default="vxlan", choices=["vxlan", "host-gw"])
     ap.add_argument("--pod-cidr")
     ap.add_argument("--proxy-mode", default="iptables")
+    ap.add_argument("--node-resolv", default="/etc/resolv.conf",
+                    help="the node's resolver configuration (pods with dnsPolicy Default get it)")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     store = open_store(args.store)
     cfg = AgentConfig(lab=args.lab, node=args.node, node_ip=args.node_ip, state_dir=Path(args.state_dir),
-                      overlay=args.overlay, pod_cidr=args.pod_cidr)
+                      overlay=args.overlay, pod_cidr=args.pod_cidr, node_resolv=args.node_resolv)
     agent = NodeAgent(store, cfg)
     agent.plugins.extend(proxy_plugins(args.proxy_mode, cfg))
     agent.run(stop)

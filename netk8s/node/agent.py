@@ -199,6 +199,7 @@ class NodeAgent:
         gw = f"{net.network_address + 1}/{net.prefixlen}"
         podnet.ensure_node_bridge(None, gw, self.cfg.mtu)
         self.vtep_mac = overlay.ensure_overlay_device(None, self.cfg.overlay, self.cfg.node_ip, pod_cidr)
+        overlay.ensure_ip_masq()
         if self.vtep_mac:
             import json
 

@@ -195,3 +195,40 @@ def apply_overlay(node_netns: str | None, state: OverlayState, previous: Overlay
     for want in state.routes:
         if (want.dst, want.gateway, want.dev, want.onlink) not in have_routes:
             links.ensure_route(node_netns, want.dst, gateway=want.gateway, dev=want.dev, onlink=want.onlink)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# flannel's ip-masq: pods reach addresses outside the cluster with the node's address
+
+MASQ_CHAIN = "FLANNEL-POSTRTG"
+MASQ_COMMENT = "flanneld masq"
+
+
+def ip_masq_rules(cluster_cidr: str = str(config.CLUSTER_CIDR), with_jump: bool = True) -> str:
+    """iptables-restore text for flannel's `--ip-masq` (pkg/ip/iptables: MasqRules): pod-to-pod traffic
+    keeps its source, pod traffic leaving the cluster CIDR (except multicast) is masqueraded, so a
+    pod's packets to the underlay (the lab's upstream DNS server, an external host) come back to the
+    node. The chain is flushed and rewritten on every call; the POSTROUTING jump only when
+    `with_jump` (the caller checks it is not there yet, so restarts do not stack jumps)."""
+    lines = ["*nat", f":{MASQ_CHAIN} - [0:0]"]
+    if with_jump:
+        lines.append(f'-A POSTROUTING -m comment --comment "{MASQ_COMMENT}" -j {MASQ_CHAIN}')
+    lines += [
+        f'-A {MASQ_CHAIN} -s {cluster_cidr} -d {cluster_cidr} -m comment --comment "{MASQ_COMMENT}" -j RETURN',
+        f'-A {MASQ_CHAIN} -s {cluster_cidr} ! -d 224.0.0.0/4 -m comment --comment "{MASQ_COMMENT}" '
+        "-j MASQUERADE --random-fully",
+        "COMMIT",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def has_masq_jump(nat_save: str) -> bool:
+    """True when `iptables-save -t nat` text already has POSTROUTING's jump to the masquerade chain."""
+    return any(line.startswith("-A POSTROUTING") and f"-j {MASQ_CHAIN}" in line for line in nat_save.splitlines())
+
+
+def ensure_ip_masq(cluster_cidr: str = str(config.CLUSTER_CIDR)) -> None:
+    """Program flannel's masquerade rules in the current namespace (legacy xtables). Idempotent."""
+    from netk8s.dataplane import iptables
+
+    iptables.restore(ip_masq_rules(cluster_cidr, with_jump=not has_masq_jump(iptables.save("nat"))))

@@ -20,7 +20,9 @@ from tests.root.svckit import HTTP_COUNT, TCP_PROBE, UDP_ASK, http_counts, py_in
 
 pytestmark = pytest.mark.root
 
-PROXY_MODES = ["iptables"]
+ALL_PROXY_MODES = ["iptables", "nftables", "userspace"]
+# NETK8S_TEST_PROXY_MODES=nftables,userspace narrows the suite while developing; CI runs every mode.
+PROXY_MODES = [m for m in os.environ.get("NETK8S_TEST_PROXY_MODES", ",".join(ALL_PROXY_MODES)).split(",") if m]
 
 BACKEND = """
 apiVersion: apps/v1

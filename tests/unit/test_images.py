@@ -72,6 +72,9 @@ CASES = [
     ("nginx args only run as given", {"image": "nginx", "args": ["echo", "hi"]}, ["echo", "hi"]),
     ("nginx with command", {"image": "nginx", "command": ["sh", "-c", "x"]}, ["sh", "-c", "x"]),
     ("busybox sleeps", {"image": "busybox"}, ["sleep", "infinity"]),
+    ("kube-dns runs the dnslib server with its args", {"image": "netk8s.io/kube-dns:1.0", "args": ["--port", "53"]},
+     [PY, "-m", "netk8s.dns", "--port", "53"]),
+    ("kube-dns with a command runs the command", {"image": "netk8s.io/kube-dns:1.0", "command": ["true"]}, ["true"]),
     ("busybox digest sleeps", {"image": "busybox@sha256:" + "c" * 64}, ["sleep", "infinity"]),
     ("alpine sleeps", {"image": "alpine:3.19"}, ["sleep", "infinity"]),
     ("busybox args only", {"image": "busybox", "args": ["sleep", "5"]}, ["sleep", "5"]),
@@ -111,7 +114,7 @@ def test_unsupported_image_without_command() -> None:
         container_argv({"image": "redis:7", "args": ["--port", "1"]}, PY)
     assert isinstance(exc.value, NetK8sError)
     assert str(exc.value) == (
-        "image 'redis:7' is not supported: give a command, or use nginx, busybox, alpine or agnhost"
+        "image 'redis:7' is not supported: give a command, or use nginx, busybox, alpine, agnhost or kube-dns"
     )
     assert exc.value.hint
 

@@ -1,0 +1,79 @@
+"""The lab's add-ons: the cluster DNS (kube-dns Deployment + Service) and the lab's own upstream DNS server.
+
+A real cluster's installer (kubeadm) deploys CoreDNS as Deployment `coredns` with Service `kube-dns`
+(10.96.0.10, ports 53/UDP `dns`, 53/TCP `dns-tcp`, label `k8s-app: kube-dns`) and `dnsPolicy: Default`,
+so the DNS pods forward what is not `cluster.local` to the node's resolvers. netk8s does the same with
+its dnslib server (image `netk8s.io/kube-dns`, see netk8s.model.images). The nodes' resolver
+configuration points at a small authoritative server the lab runs in the external client's namespace
+(zone `lab.example`), so forwarding works, and is tested, without the internet.
+"""
+
+from __future__ import annotations
+
+from netk8s import config
+from netk8s.model import images, naming
+
+DNS_NAME = "kube-dns"
+DNS_NAMESPACE = "kube-system"
+DNS_REPLICAS = 2
+DNS_HEALTH_PORT = 8080  # CoreDNS health plugin
+DNS_READY_PORT = 8181  # CoreDNS ready plugin
+UPSTREAM_ZONE = "lab.example"
+
+
+def node_resolv_conf() -> str:
+    """The nodes' /etc/resolv.conf in the lab: the lab's upstream server on the external client."""
+    return f"nameserver {naming.EXTERNAL_IP}\n"
+
+
+def upstream_argv(python: str) -> list[str]:
+    """The lab's upstream DNS server, run in the external client's namespace on port 53."""
+    return [python, "-m", "netk8s.dns.upstream", "--bind", str(naming.EXTERNAL_IP), "--port", "53",
+            "--zone", UPSTREAM_ZONE]
+
+
+def kube_dns_objects(store_url: str, replicas: int = DNS_REPLICAS) -> list[dict]:
+    """The kube-dns Deployment (reading the store at `store_url`) and its Service at 10.96.0.10."""
+    labels = {"k8s-app": DNS_NAME}
+    container = {
+        "name": "kube-dns",
+        "image": images.DNS_IMAGE,
+        "args": ["--store", store_url, "--domain", config.CLUSTER_DOMAIN,
+                 "--health-port", str(DNS_HEALTH_PORT), "--ready-port", str(DNS_READY_PORT)],
+        "ports": [
+            {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": DNS_READY_PORT}, "periodSeconds": 1},
+        "livenessProbe": {"httpGet": {"path": "/health", "port": DNS_HEALTH_PORT},
+                          "initialDelaySeconds": 10, "periodSeconds": 10, "failureThreshold": 5},
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": DNS_NAME, "namespace": DNS_NAMESPACE, "labels": dict(labels)},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(labels)},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {"dnsPolicy": "Default", "terminationGracePeriodSeconds": 2,
+                         "containers": [container]},
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": DNS_NAME, "namespace": DNS_NAMESPACE,
+                     "labels": {**labels, "kubernetes.io/name": "CoreDNS"}},
+        "spec": {
+            "selector": dict(labels),
+            "clusterIP": str(config.DNS_SERVICE_IP),
+            "ports": [
+                {"name": "dns", "port": 53, "targetPort": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "targetPort": 53, "protocol": "TCP"},
+            ],
+        },
+    }
+    return [deployment, service]

@@ -1,0 +1,51 @@
+"""The lab's add-ons are ordinary, valid objects (kube-dns at 10.96.0.10), and flannel's ip-masq rules."""
+
+from __future__ import annotations
+
+from netk8s.cli.ops import apply_objects
+from netk8s.lab import addons
+from netk8s.model.images import container_argv
+from netk8s.model.validate import validate_batch
+from netk8s.node import overlay
+from netk8s.store.memory import MemoryStore
+
+URL = "sqlite:///var/lib/netk8s/x/store.db"
+
+
+def test_kube_dns_objects_are_valid_and_get_the_dns_service_ip() -> None:
+    objs = validate_batch([("addons", o) for o in addons.kube_dns_objects(URL)])
+    store = MemoryStore()
+    store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
+    apply_objects(store, objs)
+    svc = store.get("Service", "kube-system", "kube-dns")
+    assert svc["spec"]["clusterIP"] == "10.96.0.10"
+    assert {(p["protocol"], p["port"]) for p in svc["spec"]["ports"]} == {("UDP", 53), ("TCP", 53)}
+    dep = store.get("Deployment", "kube-system", "kube-dns")
+    assert dep["spec"]["replicas"] == 2
+    spec = dep["spec"]["template"]["spec"]
+    assert spec["dnsPolicy"] == "Default"  # the DNS pods forward to the node's resolvers, as CoreDNS does
+    argv = container_argv(spec["containers"][0], "/py")
+    assert argv[:3] == ["/py", "-m", "netk8s.dns"] and argv[argv.index("--store") + 1] == URL
+
+
+def test_nodes_resolve_through_the_labs_upstream() -> None:
+    assert addons.node_resolv_conf() == "nameserver 192.168.56.100\n"
+    assert addons.upstream_argv("/py")[:3] == ["/py", "-m", "netk8s.dns.upstream"]
+
+
+def test_ip_masq_rules_keep_pod_to_pod_and_masquerade_the_rest() -> None:
+    text = overlay.ip_masq_rules("10.244.0.0/16")
+    lines = text.splitlines()
+    assert lines[0] == "*nat" and lines[-1] == "COMMIT"
+    assert ":FLANNEL-POSTRTG - [0:0]" in lines
+    rules = [ln for ln in lines if ln.startswith("-A FLANNEL-POSTRTG")]
+    assert "-s 10.244.0.0/16 -d 10.244.0.0/16" in rules[0] and rules[0].endswith("-j RETURN")
+    assert "! -d 224.0.0.0/4" in rules[1] and "MASQUERADE" in rules[1]
+    assert sum(ln.startswith("-A POSTROUTING") for ln in lines) == 1
+    assert not any(ln.startswith("-A POSTROUTING") for ln in overlay.ip_masq_rules(with_jump=False).splitlines())
+
+
+def test_masq_jump_detection() -> None:
+    saved = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG\n"
+    assert overlay.has_masq_jump(saved)
+    assert not overlay.has_masq_jump("*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j KUBE-POSTROUTING\n")
