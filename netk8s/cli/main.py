@@ -134,6 +134,21 @@ def lab_status(ctx: click.Context, name: str | None) -> None:
         click.echo(f"  {role:<16} pid {pid}  {state}")
 
 
+@lab.command("set-proxy-mode")
+@click.argument("mode")
+@click.option("--name", default=None, help="Lab name (default: --lab, NETK8S_LAB or netk8s).")
+@click.option("--timeout", default="90s", show_default=True)
+@click.pass_context
+def lab_set_proxy_mode(ctx: click.Context, mode: str, name: str | None, timeout: str) -> None:
+    """Switch a running lab's kube-proxy mode (iptables, nftables, userspace); old rules are removed."""
+    from netk8s.lab.manager import set_proxy_mode
+
+    need_root()
+    name = name or lab_of(ctx)
+    set_proxy_mode(name, mode, timeout=parse_duration(timeout), progress=lambda s: click.echo(f"  {s}"))
+    click.echo(f"lab {name!r} now runs proxy mode {mode}")
+
+
 @lab.command("exec", context_settings={"ignore_unknown_options": True})
 @click.argument("where")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
@@ -299,8 +314,8 @@ def describe(ctx: click.Context, words: tuple[str, ...], namespace: str) -> None
 def delete(ctx: click.Context, words: tuple[str, ...], files: tuple[str, ...], namespace: str,
            selector: str | None, grace_period: int | None, wait: bool, timeout: str, ignore_not_found: bool) -> None:
     """Delete objects by KIND NAME..., by -l selector, or by -f FILE."""
-    from netk8s.model.labels import parse_selector
     from netk8s.model.kinds import object_key
+    from netk8s.model.labels import parse_selector
     from netk8s.model.manifest import load_documents
 
     targets: list[tuple[str, str, str]] = []
@@ -541,7 +556,7 @@ def main() -> None:
 
 
 # Service commands live in their own module; importing it registers them on `cli`.
-from netk8s.cli import services as _services  # noqa: E402,F401
+from netk8s.cli import services as _services  # noqa: F401
 
 if __name__ == "__main__":
     # `python -m netk8s.cli.main`: run the importable module's `cli` (the one services registered on).

@@ -173,14 +173,21 @@ def rules(ctx: click.Context, node: str | None, service: str | None) -> None:
         store.close()
     if service and not any(f"{s['metadata']['namespace']}/{s['metadata']['name']}" == service for s in services):
         raise NotFound(f'Error from server (NotFound): services "{service}" not found')
+    nft = info.proxy_mode == "nftables"
+    dumper = "netk8s.dataplane.nftables" if nft else "netk8s.dataplane.iptables"
     for n in [node] if node else nodes:
-        argv = launch_argv([sys.executable, "-m", "netk8s.dataplane.iptables", "dump", "--json"],
+        argv = launch_argv([sys.executable, "-m", dumper, "dump", "--json"],
                            netns=naming.node_netns(info.name, n))
         p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if p.returncode != 0:
             raise NetK8sError(f"rules: reading the rules of {n} failed: {p.stderr.strip().splitlines()[-1:]}")
         click.echo(f"== {n} ({info.proxy_mode} mode)")
-        text = format_rules(json.loads(p.stdout), service, build_state(services, slices, n))
+        if nft:
+            from netk8s.proxy.nft_rules_view import format_nft_rules
+
+            text = format_nft_rules(json.loads(p.stdout), service, build_state(services, slices, n))
+        else:
+            text = format_rules(json.loads(p.stdout), service, build_state(services, slices, n))
         click.echo(text, nl=not text.endswith("\n"))
 
 

@@ -10,8 +10,8 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from netk8s.config import LabPaths
 from netk8s.dataplane import netns as dp_netns
@@ -265,3 +265,64 @@ def clean_all(lab: str | None = None) -> list[str]:
     for name in [lab] if lab else known_labs():
         shutil.rmtree(LabPaths(name).root, ignore_errors=True)
     return removed
+
+
+# Modes a node agent can run (`ipvs` is reserved in PROXY_MODES but has no implementation yet).
+SWITCHABLE_PROXY_MODES = ("iptables", "nftables", "userspace")
+
+
+def set_proxy_mode(name: str, mode: str, timeout: float = 60.0,
+                   progress: Callable[[str], None] = lambda s: None) -> LabInfo:
+    """Switch a running lab's proxy mode: stop each agent (by its PID file), record the mode in the lab
+    file, start the agents again in the new mode and wait until every node re-registered Ready. Each
+    agent removes the previous mode's rules when it starts (netk8s.proxy.modes); pods keep running."""
+    if mode not in SWITCHABLE_PROXY_MODES:
+        raise LabError(f"--proxy-mode: must be one of {', '.join(SWITCHABLE_PROXY_MODES)}, got {mode!r}")
+    info = load_lab(name)
+    if info.proxy_mode == mode:
+        progress(f"lab {name!r} already runs proxy mode {mode}")
+        return info
+    store = open_store(info.store)
+    try:
+        before = store.revision()
+    finally:
+        store.close()
+    for node in info.node_names():
+        pid = read_pid(name, f"agent-{node}")
+        if pid is not None and procs.alive(pid):
+            progress(f"stopping agent on {node}")
+            procs.stop_pids([pid], grace=5.0)
+    info.proxy_mode = mode
+    LabPaths(name).lab_file.write_text(json.dumps(asdict(info), indent=2))
+    for i in range(1, info.nodes + 1):
+        progress(f"starting agent on {naming.node_name(i)} in {mode} mode")
+        start_agent(info, i)
+    progress("waiting for nodes to be Ready")
+    _wait_reregistered(info, before, timeout)
+    wait_nodes_ready(info, timeout)
+    return info
+
+
+def _wait_reregistered(info: LabInfo, revision: int, timeout: float) -> None:
+    """Until every node's object was written after `revision` (the restarted agents registered)."""
+    store = open_store(info.store)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            nodes, _ = store.list("Node")
+            fresh = {n["metadata"]["name"] for n in nodes
+                     if int(n["metadata"].get("resourceVersion") or 0) > revision}
+            missing = sorted(set(info.node_names()) - fresh)
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"agents did not restart after {timeout:.0f}s: {', '.join(missing)}",
+                               hint=f"see the agent logs in {LabPaths(info.name).logs}")
+            for node in missing:
+                pid = read_pid(info.name, f"agent-{node}")
+                if pid is not None and not procs.alive(pid):
+                    raise LabError(f"agent-{node} exited during start-up",
+                                   hint=f"see {LabPaths(info.name).logs / ('agent-' + node + '.log')}")
+            time.sleep(0.1)
+    finally:
+        store.close()

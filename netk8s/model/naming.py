@@ -94,3 +94,18 @@ def kube_chain_hash(prefix: str, text: str) -> str:
     # several times faster (renders hash every endpoint of every service).
     digest = hashlib.sha256(text.encode()).digest()
     return prefix + base64.b32encode(digest[:10]).decode()
+
+
+# kube-proxy nftables mode (pkg/proxy/nftables/proxier.go): chain names are `<prefix><HASH>-<base>` with
+# knftables.NameLengthMax = 256 and prefixes of at most 16 characters.
+NFT_NAME_BASE_MAX = 256 - 16
+
+
+def kube_nft_name(prefix: str, base: str) -> str:
+    """kube-proxy's nftables naming (hashAndTruncate): prefix + first 8 chars of base32(sha256(base)) + "-" +
+    base, e.g. `service-ULMVA6XW-ns1/svc1/tcp/p80`; truncated with "..." past 240 characters."""
+    digest = hashlib.sha256(base.encode()).digest()
+    name = base64.b32encode(digest[:5]).decode() + "-" + base
+    if len(name) > NFT_NAME_BASE_MAX:
+        name = name[:NFT_NAME_BASE_MAX - 3] + "..."
+    return prefix + name

@@ -17,10 +17,23 @@ def proxy_plugins(mode: str, cfg: AgentConfig) -> list:
     from netk8s.proxy.model import NodeContext
 
     node = NodeContext(node_name=cfg.node, node_ips=(cfg.node_ip,))
+    if mode in ("iptables", "nftables", "userspace"):
+        from netk8s.proxy.modes import cleanup_other_modes
+
+        # A node changing proxy mode keeps no rule of its previous mode (kube-proxy --cleanup).
+        cleanup_other_modes(mode)
+    if mode == "nftables":
+        from netk8s.proxy.proxier import NftablesProxier
+
+        return [NftablesProxier(node)]
     if mode == "iptables":
         from netk8s.proxy.proxier import IptablesProxier
 
         return [IptablesProxier(node)]
+    if mode == "userspace":
+        from netk8s.proxy.userspace import UserspaceProxier
+
+        return [UserspaceProxier(node)]
     if mode == "none":
         return []
     raise SystemExit(f"--proxy-mode: {mode!r} is not implemented yet")

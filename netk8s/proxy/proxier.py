@@ -1,4 +1,4 @@
-"""kube-proxy's iptables mode, the node side: track changes, render once, apply with ONE restore per sync.
+"""kube-proxy's iptables and nftables modes, the node side: track changes, render once, apply per sync.
 
 The proxier is an AgentPlugin: the node agent (running in the node's namespace) calls
 `sync(informer, events, now)` every ~0.2 s and on every batch of store events. It works the way
@@ -18,6 +18,10 @@ kube-proxy's pkg/proxy/iptables/proxier.go does:
   (a different one each time) still exist; if not, someone deleted rules behind its back: full sync.
 * After a successful apply: stale UDP conntrack entries are deleted, the healthCheckNodePort servers
   are updated, and the LoadBalancer IPs this node owns are announced on the underlay.
+
+NftablesProxier is the same syncer with the nftables renderer and `nft -f` as the applier: a Rendered
+with `batches` is applied one transaction at a time (netk8s.proxy.nftables explains the batches), the
+canary probes the table's `services` chain and one `service-` chain, and cleanup deletes the table.
 """
 
 from __future__ import annotations
@@ -180,7 +184,13 @@ def health_checks(state: ProxyState) -> list[tuple[str, int, int]]:
 
 
 class IptablesProxier:
-    """The proxy role of a node agent, iptables mode (an AgentPlugin)."""
+    """The proxy role of a node agent, iptables mode (an AgentPlugin); the base of the other modes."""
+
+    mode = "iptables"
+    # The canary's probes: the top-level chain, and one service chain (by prefix) of CHAIN_TABLE.
+    CHAIN_TABLE = "nat"
+    CANARY_TOP = "KUBE-SERVICES"
+    CANARY_PREFIX = "KUBE-SVC-"
 
     def __init__(
         self,
@@ -288,11 +298,12 @@ class IptablesProxier:
 
     def canary(self) -> bool:
         """True when the rules we programmed are still there; else schedule a full sync."""
-        nat = (self.rendered.chains or {}).get("nat", set())
-        chains = sorted(c for c in nat if c.startswith("KUBE-SVC-"))
-        probes = [("nat", "KUBE-SERVICES")]
+        table = self.CHAIN_TABLE
+        known = (self.rendered.chains or {}).get(table, set())
+        chains = sorted(c for c in known if c.startswith(self.CANARY_PREFIX))
+        probes = [(table, self.CANARY_TOP)]
         if chains:
-            probes.append(("nat", chains[self.canary_index % len(chains)]))
+            probes.append((table, chains[self.canary_index % len(chains)]))
             self.canary_index += 1
         try:
             missing = [f"{t}/{c}" for t, c in probes if not self.check_fn(t, c)]
@@ -317,7 +328,9 @@ class IptablesProxier:
                 rendered = self.renderer.render_full(state, self.node, existing=self.existing_chains())
             else:
                 rendered = self.renderer.render_partial(state, self.node, set(changed), self.rendered)
-            self.restore_fn(rendered.text)
+            # One restore text (iptables), or nftables' transactions in order.
+            for text in getattr(rendered, "batches", None) or [rendered.text]:
+                self.restore_fn(text)
         except NetK8sError as exc:
             self.failures += 1
             self.need_full = True
@@ -353,12 +366,13 @@ class IptablesProxier:
         """nat chains a full sync must consider for deletion: what the last sync left, and, when the
         kernel state is unknown (first sync, e.g. after an agent restart, or after a failure), what
         iptables-save lists (kube-proxy reads iptables-save on every full sync for the same reason)."""
-        known = set((self.rendered.chains or {}).get("nat", ())) if self.rendered is not None else set()
+        table = self.CHAIN_TABLE
+        known = set((self.rendered.chains or {}).get(table, ())) if self.rendered is not None else set()
         if self.rendered is None or self.failures:
             try:
-                known |= self.list_chains_fn("nat")
+                known |= self.list_chains_fn(table)
             except NetK8sError as exc:
-                log.warning("listing existing nat chains: %s", exc)
+                log.warning("listing existing %s chains: %s", table, exc)
         return known
 
     # ----- after a successful apply --------------------------------------------------------------
@@ -437,6 +451,96 @@ class IptablesProxier:
         """Stop the health check listeners (the rules and LB addresses stay: a restarted agent keeps
         traffic flowing and converges to the same rules)."""
         self.healthcheck.close()
+
+
+def _nft_apply(text: str) -> None:
+    from netk8s.dataplane import nftables
+
+    nftables.apply(text)
+
+
+def _nft_check(table: str, chain: str) -> bool:
+    from netk8s.dataplane import nftables
+
+    return nftables.chain_exists(table, chain)
+
+
+def _nft_list(table: str) -> set[str]:
+    """Chains AND sets of the table: a full sync deletes stale affinity sets too."""
+    from netk8s.dataplane import nftables
+
+    return nftables.list_names(table)
+
+
+# kube-proxy deletes chains flushed more than a second ago (syncProxyRules, staleChains).
+STALE_CHAIN_DELAY = 1.0
+
+
+class NftablesProxier(IptablesProxier):
+    """The proxy role of a node agent, nftables mode: `table ip kube-proxy` through `nft -f`."""
+
+    mode = "nftables"
+    CHAIN_TABLE = "kube-proxy"
+    CANARY_TOP = "services"
+    CANARY_PREFIX = "service-"
+
+    def __init__(self, node: NodeContext, restore_fn: Callable[[str], None] = _nft_apply,
+                 check_fn: Callable[[str, str], bool] = _nft_check, conntrack: Conntrack | ModuleType | None = None,
+                 min_sync_period: float = 0.0, full_sync_period: float = 60.0, *,
+                 renderer: Renderer | ModuleType | None = None, list_chains_fn: Callable[[str], set[str]] = _nft_list,
+                 **kwargs: Any) -> None:
+        if renderer is None:
+            from netk8s.proxy import nftables as renderer
+        super().__init__(node, restore_fn, check_fn, conntrack, min_sync_period, full_sync_period,
+                         renderer=renderer, list_chains_fn=list_chains_fn, **kwargs)
+        self.stale_since: dict[str, float] = {}  # chain flushed by a sync -> when
+
+    def sync(self, informer: Informerish, events: list, now: float) -> None:
+        self.delete_stale_chains(now)
+        super().sync(informer, events, now)
+
+    def sync_rules(self, now: float, full: bool) -> bool:
+        ok = super().sync_rules(now, full)
+        if ok:
+            stale = set(getattr(self.rendered, "stale_chains", ()))
+            self.stale_since = {c: self.stale_since.get(c, now) for c in stale}
+        return ok
+
+    def delete_stale_chains(self, now: float) -> None:
+        """Delete the chains a sync flushed at least STALE_CHAIN_DELAY s ago, in a transaction of their
+        own (kube-proxy's syncProxyRules does the same: the kernel frees references to them late)."""
+        due = sorted(c for c, since in self.stale_since.items() if now - since >= STALE_CHAIN_DELAY)
+        if not due or self.rendered is None:
+            return
+        try:
+            self.restore_fn(self.renderer.delete_chains_text(due))
+        except NetK8sError as exc:
+            log.warning("deleting %d stale chains (will retry): %s", len(due), exc)
+            for c in due:
+                self.stale_since[c] = now
+            return
+        for c in due:
+            self.stale_since.pop(c, None)
+            self.rendered.chains.get(self.CHAIN_TABLE, set()).discard(c)
+
+    def existing_chains(self) -> set[str]:
+        """Chains and affinity sets a full sync must consider stale: the kernel's when its state is unknown
+        (first sync, after a failure), else what the last sync left."""
+        if self.rendered is None or self.failures:
+            try:
+                return self.list_chains_fn(self.CHAIN_TABLE)
+            except NetK8sError as exc:
+                log.warning("listing the kube-proxy table: %s", exc)
+        if self.rendered is None:
+            return set()
+        return set(self.rendered.chains.get(self.CHAIN_TABLE, ())) | set(getattr(self.rendered, "sets", ()))
+
+    def cleanup(self) -> None:
+        """Delete the table (kube-proxy --cleanup in nftables mode): one transaction."""
+        self.restore_fn(self.renderer.chains_for_cleanup())
+        self.rendered = None
+        self.applied = ProxyState()
+        self.need_full = True
 
 
 def _norm(eps: tuple[Endpoint, ...] | None) -> tuple[Endpoint, ...] | None:

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 from netk8s.proxy.model import ProxyState, ServicePort
 
-ENTRY_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS")
+# userspace mode: its redirect chains are the entry chains (netk8s.proxy.userspace_rules)
+ENTRY_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST",
+                "KUBE-NODEPORT-CONTAINER", "KUBE-NODEPORT-HOST")
 # filter chains holding a port's REJECT (no endpoints) / DROP (no local endpoints) / health check rules
-FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS")
+FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-PORTALS-REJECT")
 FOLLOW_PREFIXES = ("KUBE-SVC-", "KUBE-EXT-", "KUBE-SVL-", "KUBE-SEP-", "KUBE-FW-", "KUBE-XLB-")
 
 
@@ -143,6 +145,8 @@ def _section(title: str, rules: dict[str, list[Rule]], entries: list[Rule],
         lines.append(f"    {'total':<{addr_w}}  {'':<25} {total:>{width}}")
     elif not entries and not filter_entries:
         lines.append("  (no rules programmed for this service port on this node)")
+    elif any(r.target == "REDIRECT" or r.chain.endswith("-HOST") for r in entries):
+        lines.append("  (redirected to the userspace proxy's socket, which spreads connections round-robin)")
     else:
         lines.append("  (no endpoint chains: traffic is rejected or dropped)")
     if state_eps is not None:
