@@ -1,0 +1,410 @@
+"""The cluster DNS server: asyncio UDP + TCP on one port, a store-watching thread, health and ready endpoints.
+
+Queries for cluster names are answered from precomputed wire templates (netk8s.dns.wire) without
+dnslib; other names go to the forwarder, only for clients in the allow list (never an open resolver).
+A thread runs the store informer (Services, EndpointSlices, Pods) and applies each event to the record
+table incrementally; the first completed sync makes /ready return 200, like CoreDNS's ready plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+from netk8s.dns import records as rec
+from netk8s.dns.forward import Forwarder, Upstream, client_reply
+from netk8s.dns.records import DnsConfig, RecordTable
+from netk8s.dns.wire import OPT_RR, Answers, Query, error_reply, fit, parse_fast, parse_slow, render
+from netk8s.store.base import Store
+from netk8s.store.informer import Informer
+
+log = logging.getLogger("netk8s.dns")
+
+KINDS = ["Service", "EndpointSlice", "Pod"]
+# Pods, loopback and the lab's node addresses (192.168.56.11-60 fall in .0/26), not the external
+# client 192.168.56.100: recursion is for the cluster only.
+DEFAULT_ALLOW = ("10.244.0.0/16", "127.0.0.0/8", "192.168.56.0/26")
+UDP_RCVBUF = 4 << 20  # absorb bursts instead of dropping (the kernel caps it at rmem_max)
+MAX_FORWARDS = 1000  # forwarded queries in flight; beyond that answer SERVFAIL at once
+
+Reply = bytes | None | Coroutine[Any, Any, bytes | None]
+Handler = Callable[[bytes, str, bool], Reply]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass
+class ServerConfig:
+    bind: str = "0.0.0.0"
+    port: int = 53  # 0: any free port (UDP and TCP get the same one)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    upstreams: list[Upstream] = field(default_factory=list)
+    allow: list[Network] = field(default_factory=lambda: [ipaddress.ip_network(c) for c in DEFAULT_ALLOW])
+    health_port: int | None = 8080  # None: no endpoint; 0: any free port
+    ready_port: int | None = 8181
+    poll_timeout: float = 0.2  # answers follow the store within about this long
+    tcp_idle: float = 10.0  # seconds a TCP connection may stay quiet (CoreDNS/miekg: 8-10 s)
+    max_tcp: int = 256
+
+
+# ---- transport shared with the upstream server -------------------------------------------------------
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, handler: Handler, tasks: set[asyncio.Task]) -> None:
+        self.handler = handler
+        self.tasks = tasks
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            out = self.handler(data, addr[0], True)
+        except Exception:
+            log.debug("udp handler failed", exc_info=True)
+            return
+        if out is None:
+            return
+        if self.transport is None:
+            if not isinstance(out, bytes):
+                out.close()
+            return
+        if isinstance(out, bytes):
+            self.transport.sendto(out, addr)
+            return
+        task = asyncio.ensure_future(self._later(out, addr))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _later(self, pending: Awaitable[bytes | None], addr: tuple) -> None:
+        try:
+            out = await pending
+        except Exception:
+            log.debug("deferred udp reply failed", exc_info=True)
+            return
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(out, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors from clients that went away: nothing to do
+
+
+class Listener:
+    """UDP and TCP (RFC 7766 framing, several queries per connection, idle timeout) on one address."""
+
+    def __init__(self, handler: Handler, tcp_idle: float = 10.0, max_tcp: int = 256) -> None:
+        self.handler = handler
+        self.tcp_idle = tcp_idle
+        self.max_tcp = max_tcp
+        self.port = 0
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._conns: set[asyncio.Task] = set()
+
+    async def open(self, bind: str, port: int) -> int:
+        """Bind UDP then TCP on the same port (retrying another free port when port is 0)."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        for _ in range(20):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+                sock.bind((bind, port))
+            except OSError:
+                sock.close()
+                raise
+            chosen = sock.getsockname()[1]
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.handler, self._tasks), sock=sock)
+            try:
+                self._tcp = await asyncio.start_server(self._tcp_client, bind, chosen, reuse_address=True,
+                                                       family=family)
+            except OSError:
+                transport.close()
+                if port:
+                    raise
+                continue
+            self._udp = transport  # type: ignore[assignment]
+            self.port = chosen
+            return chosen
+        raise OSError(f"no free port on {bind} for both UDP and TCP")
+
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if len(self._conns) >= self.max_tcp or task is None:
+            writer.close()
+            return
+        self._conns.add(task)
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if peer else ""
+        try:
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(2), self.tcp_idle)
+                data = await asyncio.wait_for(reader.readexactly(int.from_bytes(head, "big")), self.tcp_idle)
+                out = self.handler(data, client, False)
+                if out is not None and not isinstance(out, bytes):
+                    out = await out
+                if out:
+                    writer.write(len(out).to_bytes(2, "big") + out)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:
+            pass  # server stopping
+        except Exception:
+            log.debug("tcp client failed", exc_info=True)
+        finally:
+            self._conns.discard(task)
+            writer.close()
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+        pending = [*self._conns, *self._tasks]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
+
+
+class Serving(Protocol):
+    async def serve(self, stop: asyncio.Event, started: Callable[[], None]) -> None: ...
+
+
+class InThread:
+    """Run a server's serve() on its own event loop in a thread (tests, embedding)."""
+
+    def __init__(self, server: Serving) -> None:
+        self.server = server
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread = threading.Thread(target=self._main, name="dns-server", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise TimeoutError("server did not start")
+        if self._error is not None:
+            self._thread.join(timeout)
+            raise self._error
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._stop = asyncio.Event()
+            loop.run_until_complete(self.server.serve(self._stop, self._started.set))
+        except BaseException as exc:  # noqa: BLE001 - handed to start()
+            self._error = exc
+        finally:
+            self._started.set()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass  # loop already closed
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+# ---- health / ready ----------------------------------------------------------------------------------
+
+
+class _Probe(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, addr: tuple[str, int], path: str, check: Callable[[], bool]) -> None:
+        self.path_ok, self.check = path, check
+        super().__init__(addr, _ProbeHandler)
+
+
+class _ProbeHandler(BaseHTTPRequestHandler):
+    server: _Probe
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] != self.server.path_ok:
+            code, body = 404, b"not found\n"
+        elif self.server.check():
+            code, body = 200, b"OK\n"
+        else:
+            code, body = 503, b"not ready\n"
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # probes every second would flood the log
+
+
+# ---- the DNS server ----------------------------------------------------------------------------------
+
+
+class DnsServer:
+    """The cluster DNS server over a store."""
+
+    def __init__(self, store: Store, cfg: ServerConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.cfg = cfg or ServerConfig()
+        self.table = RecordTable(self.cfg.dns)
+        self.answers = Answers(self.table)
+        self.forwarder = Forwarder(self.cfg.upstreams, clock=clock)
+        self.listener = Listener(self.handle, self.cfg.tcp_idle, self.cfg.max_tcp)
+        self.ready = threading.Event()
+        self.port = 0
+        self.health_port = 0
+        self.ready_port = 0
+        self.errors = 0
+        self._allow_cache: dict[str, bool] = {}
+        self._forwards = 0
+        self._quit = threading.Event()
+        self._probes: list[_Probe] = []
+        self._runner: InThread | None = None
+
+    # ---- queries ---------------------------------------------------------------------------------
+
+    def allowed(self, client: str) -> bool:
+        """May this client use us as a recursive resolver?"""
+        ok = self._allow_cache.get(client)
+        if ok is None:
+            try:
+                addr = ipaddress.ip_address(client.split("%")[0])
+                ok = any(addr in net for net in self.cfg.allow)
+            except ValueError:
+                ok = False
+            if len(self._allow_cache) > 4096:
+                self._allow_cache.clear()
+            self._allow_cache[client] = ok
+        return ok
+
+    def handle(self, data: bytes, client: str, udp: bool) -> Reply:
+        """One DNS message in; reply bytes, None (drop), or a coroutine for a forwarded reply."""
+        try:
+            q = parse_fast(data)
+            if q is None:
+                slow = parse_slow(data)
+                if not isinstance(slow, Query):
+                    return slow
+                q = slow
+            ra = self.allowed(client)
+            t = self.answers.lookup(q)
+            if t is not None:
+                if not self.ready.is_set():  # an empty table would deny names that exist
+                    return error_reply(q.qid, q.flags, rec.SERVFAIL, q.question, OPT_RR if q.edns else b"")
+                return render(q, t, ra, udp)
+            if not ra:
+                # Cluster names are answered to anyone (like CoreDNS); recursion only for the cluster.
+                return error_reply(q.qid, q.flags, rec.REFUSED, q.question, OPT_RR if q.edns else b"")
+            if not self.forwarder.upstreams or self._forwards >= MAX_FORWARDS:
+                return error_reply(q.qid, q.flags, rec.SERVFAIL, q.question, OPT_RR if q.edns else b"")
+            return self._forward(q, udp)
+        except Exception:
+            self.errors += 1
+            if self.errors <= 10:
+                log.warning("query from %s failed", client, exc_info=True)
+            return None
+
+    async def _forward(self, q: Query, udp: bool) -> bytes:
+        self._forwards += 1
+        try:
+            qtype, qclass = int.from_bytes(q.question[-4:-2], "big"), int.from_bytes(q.question[-2:], "big")
+            msg = await self.forwarder.resolve(q.name(), qtype, qclass)
+            return fit(q, client_reply(q.qid, q.flags, q.question, msg, q.edns), udp)
+        finally:
+            self._forwards -= 1
+
+    # ---- store -----------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Informer loop: list once, then apply each batch of events to the table, incrementally."""
+        informer = Informer(self.store, KINDS)
+        while not self._quit.is_set():
+            try:
+                events = informer.poll(self.cfg.poll_timeout)
+            except Exception as exc:  # noqa: BLE001 - a store hiccup must not stop the server
+                log.warning("store watch failed: %s; retrying", exc)
+                self._quit.wait(1.0)
+                continue
+            if events or not self.ready.is_set():
+                self.apply([(ev.type, ev.object) for ev in events], informer.revision)
+            if not self.ready.is_set():
+                self.ready.set()
+                log.info("synced %d names from the store at revision %d", len(self.table.names()),
+                         informer.revision)
+
+    def apply(self, events: list[tuple[str, dict]], revision: int) -> int:
+        """Apply store events; returns the number of templates rebuilt."""
+        dirty: set[str] = set()
+        for etype, obj in events:
+            try:
+                dirty |= self.table.apply(etype, obj)
+            except Exception:
+                log.warning("cannot apply %s %s", etype, (obj.get("metadata") or {}).get("name"), exc_info=True)
+        self.answers.set_serial(max(1, revision))
+        return self.answers.update(dirty)
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event, started: Callable[[], None] = lambda: None) -> None:
+        """Bind, start the watcher and probes, serve until `stop` is set. OSError when a port is taken."""
+        self.port = await self.listener.open(self.cfg.bind, self.cfg.port)
+        watcher = threading.Thread(target=self._watch, name="dns-informer", daemon=True)
+        running: list[_Probe] = []
+        try:
+            if self.cfg.health_port is not None:
+                probe = _Probe((self.cfg.bind, self.cfg.health_port), "/health", lambda: True)
+                self._probes.append(probe)
+                self.health_port = probe.server_address[1]
+            if self.cfg.ready_port is not None:
+                probe = _Probe((self.cfg.bind, self.cfg.ready_port), "/ready", self.ready.is_set)
+                self._probes.append(probe)
+                self.ready_port = probe.server_address[1]
+            for probe in self._probes:
+                threading.Thread(target=probe.serve_forever, args=(0.1,), name="dns-probe", daemon=True).start()
+                running.append(probe)
+            watcher.start()
+            ups = ", ".join(f"{ip}:{port}" for ip, port in self.forwarder.upstreams) or "none"
+            log.info("serving %s on %s:%d udp+tcp, ttl %d, upstreams %s", self.table.domain, self.cfg.bind,
+                     self.port, self.table.ttl, ups)
+            started()
+            await stop.wait()
+        finally:
+            self._quit.set()
+            await self.listener.close()
+            for probe in self._probes:
+                if probe in running:
+                    probe.shutdown()  # waits for serve_forever: only for those that run
+                probe.server_close()
+            if watcher.is_alive():
+                watcher.join(5.0)  # it wakes every poll_timeout
+
+    def start(self) -> DnsServer:
+        """Serve on a thread of its own (tests); returns once bound."""
+        self._runner = InThread(self)
+        self._runner.start()
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.stop()
