@@ -19,10 +19,22 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from dnslib import DNSHeader, DNSRecord
+
 from netk8s.dns import records as rec
 from netk8s.dns.forward import Forwarder, Upstream, client_reply
 from netk8s.dns.records import DnsConfig, RecordTable
-from netk8s.dns.wire import OPT_RR, Answers, Query, error_reply, fit, parse_fast, parse_slow, render
+from netk8s.dns.wire import (
+    OPT_RR,
+    Answers,
+    Query,
+    error_reply,
+    fit,
+    parse_fast,
+    parse_slow,
+    render,
+    to_dnslib,
+)
 from netk8s.store.base import Store
 from netk8s.store.informer import Informer
 
@@ -312,6 +324,8 @@ class DnsServer:
             if t is not None:
                 if not self.ready.is_set():  # an empty table would deny names that exist
                     return error_reply(q.qid, q.flags, rec.SERVFAIL, q.question, OPT_RR if q.edns else b"")
+                if q.qtype not in (rec.CNAME, rec.ANY) and q.key in self.answers.cname:
+                    return self._chase(q, ra, udp)
                 return render(q, t, ra, udp)
             if not ra:
                 # Cluster names are answered to anyone (like CoreDNS); recursion only for the cluster.
@@ -324,6 +338,41 @@ class DnsServer:
             if self.errors <= 10:
                 log.warning("query from %s failed", client, exc_info=True)
             return None
+
+    def _chase(self, q: Query, ra: bool, udp: bool) -> Reply:
+        """An ExternalName's CNAME followed to its target's records, as CoreDNS's kubernetes plugin
+        does (a stub resolver such as glibc's does not chase a CNAME itself): a target in our zones
+        from the table; elsewhere through the forwarder, only for clients we recurse for."""
+        answer = self.table.resolve(q.name(), rec.CNAME)
+        if answer is None or not answer.answers:
+            return None
+        cname_rr = answer.answers[0]
+        target = str(cname_rr[3][0])
+        inside = self.table.resolve(target, q.qtype)
+        if inside is not None:
+            msg = DNSRecord(DNSHeader(aa=1, rcode=inside.rcode))
+            for rr in (*answer.answers, *inside.answers):
+                msg.add_answer(to_dnslib(rr))
+            for rr in inside.authority:
+                msg.add_auth(to_dnslib(rr))
+            return fit(q, client_reply(q.qid, q.flags, q.question, msg, q.edns, ra), udp)
+        if not ra or not self.forwarder.upstreams:
+            return fit(q, client_reply(q.qid, q.flags, q.question,
+                                       _only(answer.answers), q.edns, ra), udp)
+        return self._chase_upstream(q, answer.answers, target, udp)
+
+    async def _chase_upstream(self, q: Query, cname: tuple, target: str, udp: bool) -> bytes:
+        self._forwards += 1
+        try:
+            found = await self.forwarder.resolve(target, q.qtype, int.from_bytes(q.question[-2:], "big"))
+            msg = _only(cname)
+            if found is not None:
+                msg.header.rcode = found.header.rcode
+                msg.rr.extend(found.rr)
+                msg.auth.extend(found.auth)
+            return fit(q, client_reply(q.qid, q.flags, q.question, msg, q.edns), udp)
+        finally:
+            self._forwards -= 1
 
     async def _forward(self, q: Query, udp: bool) -> bytes:
         self._forwards += 1
@@ -408,3 +457,11 @@ class DnsServer:
     def stop(self) -> None:
         if self._runner is not None:
             self._runner.stop()
+
+
+def _only(rrs: tuple) -> DNSRecord:
+    """An authoritative message holding just these records (the ExternalName's CNAME)."""
+    msg = DNSRecord(DNSHeader(aa=1))
+    for rr in rrs:
+        msg.add_answer(to_dnslib(rr))
+    return msg

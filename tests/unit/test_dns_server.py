@@ -339,3 +339,34 @@ def test_cli_fails_when_the_port_is_taken() -> None:
                          "--health-port", "0", "--ready-port", "0", "--upstream", "127.0.0.1:9")
     assert result.returncode == 1
     assert "cannot listen" in result.stderr.strip().splitlines()[-1]
+
+
+def external_name(name: str, target: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "ExternalName", "externalName": target}}
+
+
+def test_external_name_cname_is_chased_like_coredns(store: Store, servers: Callable[..., Any]) -> None:
+    """glibc's stub resolver does not follow a CNAME itself: the server answers CNAME + the target's A."""
+    store.create(service("web", "10.96.0.20"))
+    store.create(external_name("out", "www.lab.example"))
+    store.create(external_name("in", WEB))
+    upstream = servers(UpstreamServer("lab.example", bind=LOCAL, port=0))
+    srv = ready(servers(dns_server(store, upstreams=[(LOCAL, upstream.port)])))
+    out = ask(srv.port, "out.default.svc.cluster.local")
+    assert [(QTYPE[rr.rtype], str(rr.rdata)) for rr in out.rr] == [("CNAME", "www.lab.example."),
+                                                                   ("A", "192.168.56.100")]
+    assert [str(rr.rdata) for rr in ask(srv.port, "out.default.svc.cluster.local", "CNAME").rr] == ["www.lab.example."]
+    inside = ask(srv.port, "in.default.svc.cluster.local")
+    assert [(QTYPE[rr.rtype], str(rr.rdata)) for rr in inside.rr] == [("CNAME", WEB + "."), ("A", "10.96.0.20")]
+    missing = ask(srv.port, "out.default.svc.cluster.local", "TXT")  # the target has no TXT: NODATA upstream
+    assert [QTYPE[rr.rtype] for rr in missing.rr] == ["CNAME"] and missing.header.rcode == rec.NOERROR
+
+
+def test_external_name_not_chased_for_outsiders(store: Store, servers: Callable[..., Any]) -> None:
+    store.create(external_name("out", "www.lab.example"))
+    upstream = servers(UpstreamServer("lab.example", bind=LOCAL, port=0))
+    srv = ready(servers(dns_server(store, upstreams=[(LOCAL, upstream.port)],
+                                   allow=[ipaddress.ip_network("10.0.0.0/8")])))
+    out = ask(srv.port, "out.default.svc.cluster.local")
+    assert [QTYPE[rr.rtype] for rr in out.rr] == ["CNAME"] and upstream.queries == 0
