@@ -200,35 +200,36 @@ def apply_overlay(node_netns: str | None, state: OverlayState, previous: Overlay
 # ---------------------------------------------------------------------------------------------------------
 # flannel's ip-masq: pods reach addresses outside the cluster with the node's address
 
-MASQ_CHAIN = "FLANNEL-POSTRTG"
-MASQ_COMMENT = "flanneld masq"
+MASQ_TABLE = "flannel"
+MASQ_CHAIN = "postrtg"
 
 
-def ip_masq_rules(cluster_cidr: str = str(config.CLUSTER_CIDR), with_jump: bool = True) -> str:
-    """iptables-restore text for flannel's `--ip-masq` (pkg/ip/iptables: MasqRules): pod-to-pod traffic
-    keeps its source, pod traffic leaving the cluster CIDR (except multicast) is masqueraded, so a
-    pod's packets to the underlay (the lab's upstream DNS server, an external host) come back to the
-    node. The chain is flushed and rewritten on every call; the POSTROUTING jump only when
-    `with_jump` (the caller checks it is not there yet, so restarts do not stack jumps)."""
-    lines = ["*nat", f":{MASQ_CHAIN} - [0:0]"]
-    if with_jump:
-        lines.append(f'-A POSTROUTING -m comment --comment "{MASQ_COMMENT}" -j {MASQ_CHAIN}')
-    lines += [
-        f'-A {MASQ_CHAIN} -s {cluster_cidr} -d {cluster_cidr} -m comment --comment "{MASQ_COMMENT}" -j RETURN',
-        f'-A {MASQ_CHAIN} -s {cluster_cidr} ! -d 224.0.0.0/4 -m comment --comment "{MASQ_COMMENT}" '
-        "-j MASQUERADE --random-fully",
-        "COMMIT",
-    ]
-    return "\n".join(lines) + "\n"
+def ip_masq_rules(cluster_cidr: str = str(config.CLUSTER_CIDR)) -> str:
+    """`nft -f` text for flannel's `--ip-masq` (flannel's nftables mode, pkg/trafficmngr/nftables): pod
+    to pod traffic keeps its source, pod traffic leaving the cluster CIDR (except multicast) is
+    masqueraded, so a pod's packets to the underlay (the lab's upstream DNS server, an external host)
+    come back to the node.
 
-
-def has_masq_jump(nat_save: str) -> bool:
-    """True when `iptables-save -t nat` text already has POSTROUTING's jump to the masquerade chain."""
-    return any(line.startswith("-A POSTROUTING") and f"-j {MASQ_CHAIN}" in line for line in nat_save.splitlines())
+    It lives in a table of its own (`ip flannel`) rather than in iptables' nat POSTROUTING, which the
+    iptables proxy mode rewrites on every full sync; the kernel runs both NAT hooks, and the first that
+    sets up a mapping wins (kube-proxy's KUBE-POSTROUTING masquerade of marked Service traffic and this
+    rule never match the same packet: that traffic goes to a pod IP). Re-applying replaces the table."""
+    return "\n".join([
+        f"table ip {MASQ_TABLE} {{}}",
+        f"delete table ip {MASQ_TABLE}",
+        f"table ip {MASQ_TABLE} {{",
+        f"  chain {MASQ_CHAIN} {{",
+        "    type nat hook postrouting priority srcnat; policy accept;",
+        f"    ip saddr {cluster_cidr} ip daddr {cluster_cidr} return",
+        f"    ip saddr {cluster_cidr} ip daddr != 224.0.0.0/4 masquerade fully-random",
+        "  }",
+        "}",
+        "",
+    ])
 
 
 def ensure_ip_masq(cluster_cidr: str = str(config.CLUSTER_CIDR)) -> None:
-    """Program flannel's masquerade rules in the current namespace (legacy xtables). Idempotent."""
-    from netk8s.dataplane import iptables
+    """Program flannel's masquerade rules in the current namespace (one nft transaction). Idempotent."""
+    from netk8s.dataplane import nftables
 
-    iptables.restore(ip_masq_rules(cluster_cidr, with_jump=not has_masq_jump(iptables.save("nat"))))
+    nftables.apply(ip_masq_rules(cluster_cidr))

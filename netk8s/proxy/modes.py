@@ -23,15 +23,51 @@ log = logging.getLogger("netk8s.proxy")
 MODES = ("iptables", "nftables", "userspace")
 
 
-def cleanup_iptables() -> bool:
-    """Remove the iptables mode's KUBE-* chains; False when there were none."""
-    from netk8s.dataplane import iptables as dp
-    from netk8s.proxy.iptables import chains_for_cleanup
+BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
 
-    existing = {table: dp.list_chains(table) for table in ("nat", "filter")}
-    if not any(c.startswith("KUBE-") for chains in existing.values() for c in chains):
+
+def iptables_cleanup_text(saved: dict[str, str], keep: frozenset[str] = frozenset()) -> str:
+    """Pure: restore text removing the iptables mode's rules from `iptables-save -t TABLE` texts.
+
+    Only what the mode installed goes: the rules of built-in chains that jump to a KUBE- chain are
+    deleted one by one (`-D`, so a neighbour's rules in PREROUTING/POSTROUTING, e.g. flannel's
+    masquerade jump, stay), then every KUBE- chain is flushed and deleted. `keep` names chains of
+    another mode sharing the prefix (the userspace mode's KUBE-PORTALS-*), left alone with their jumps.
+    Empty text when there is nothing to remove."""
+    out: list[str] = []
+    for table, text in sorted(saved.items()):
+        chains = [line[1:].split()[0] for line in text.splitlines() if line.startswith(":")]
+        ours = [c for c in chains if c.startswith("KUBE-") and c not in keep]
+        if not ours:
+            continue
+        jumps = []
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) > 2 and words[0] == "-A" and words[1] in BUILTIN_CHAINS:
+                target = words[words.index("-j") + 1] if "-j" in words[:-1] else None
+                if target in ours:
+                    jumps.append("-D" + line[2:])
+        out.append(f"*{table}")
+        out.extend(jumps)
+        out.extend(f"-F {c}" for c in ours)
+        out.extend(f"-X {c}" for c in ours)
+        out.append("COMMIT")
+    return "\n".join(out) + "\n" if out else ""
+
+
+def cleanup_iptables() -> bool:
+    """Remove the iptables mode's KUBE-* chains and the jumps to them; False when there were none."""
+    from netk8s.dataplane import iptables as dp
+
+    try:
+        from netk8s.proxy.userspace_rules import CHAINS as USERSPACE_CHAINS
+    except ModuleNotFoundError:
+        USERSPACE_CHAINS = {}
+    keep = frozenset(c for chains in USERSPACE_CHAINS.values() for c in chains)
+    text = iptables_cleanup_text({table: dp.save(table) for table in ("nat", "filter")}, keep)
+    if not text:
         return False
-    dp.restore(chains_for_cleanup(existing))
+    dp.restore(text)
     return True
 
 

@@ -34,18 +34,10 @@ def test_nodes_resolve_through_the_labs_upstream() -> None:
 
 
 def test_ip_masq_rules_keep_pod_to_pod_and_masquerade_the_rest() -> None:
-    text = overlay.ip_masq_rules("10.244.0.0/16")
-    lines = text.splitlines()
-    assert lines[0] == "*nat" and lines[-1] == "COMMIT"
-    assert ":FLANNEL-POSTRTG - [0:0]" in lines
-    rules = [ln for ln in lines if ln.startswith("-A FLANNEL-POSTRTG")]
-    assert "-s 10.244.0.0/16 -d 10.244.0.0/16" in rules[0] and rules[0].endswith("-j RETURN")
-    assert "! -d 224.0.0.0/4" in rules[1] and "MASQUERADE" in rules[1]
-    assert sum(ln.startswith("-A POSTROUTING") for ln in lines) == 1
-    assert not any(ln.startswith("-A POSTROUTING") for ln in overlay.ip_masq_rules(with_jump=False).splitlines())
-
-
-def test_masq_jump_detection() -> None:
-    saved = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG\n"
-    assert overlay.has_masq_jump(saved)
-    assert not overlay.has_masq_jump("*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j KUBE-POSTROUTING\n")
+    lines = [ln.strip() for ln in overlay.ip_masq_rules("10.244.0.0/16").splitlines()]
+    # replaced whole on every apply: declare, delete, recreate (one transaction, idempotent)
+    assert lines[:3] == ["table ip flannel {}", "delete table ip flannel", "table ip flannel {"]
+    assert "type nat hook postrouting priority srcnat; policy accept;" in lines
+    rules = [ln for ln in lines if ln.startswith("ip saddr")]
+    assert rules == ["ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return",
+                     "ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random"]
