@@ -3,7 +3,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 NETK8S := $(VENV)/bin/netk8s
 
-.PHONY: install demo test test-unit test-root lint bench clean
+.PHONY: install demo test test-unit test-root lint bench bench-quick bench-deps clean
 
 install:
 	@bash scripts/install-deps.sh
@@ -24,6 +24,16 @@ test-root: install
 lint: install
 	@$(PY) -m ruff check netk8s tests
 	@$(PY) -m mypy netk8s/model netk8s/controller netk8s/store
+
+# Benchmarks (scripts/bench): install the tools they measure against, run, rewrite BENCHMARKS.md + docs/bench/*.png.
+bench-deps:
+	@bash scripts/install-deps.sh --bench
+
+bench: bench-deps
+	@$(PY) -m scripts.bench --out BENCHMARKS.md
+
+bench-quick: bench-deps
+	@$(PY) -m scripts.bench --quick --out BENCHMARKS.md
 
 clean:
 	@$(NETK8S) clean || true

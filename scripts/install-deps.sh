@@ -8,6 +8,13 @@ export DEBIAN_FRONTEND=noninteractive
 
 apt_pkgs=(iproute2 iptables nftables ipset conntrack tcpdump procps kmod util-linux
           iputils-ping curl wget dnsutils gcc python3-venv python3-dev)
+# `install-deps.sh --bench` (or NETK8S_BENCH=1): also the tools `make bench` measures against.
+# dnsmasq-base is the dnsmasq binary without the system service; nginx-light falls back to nginx.
+bench=${NETK8S_BENCH:-0}
+[ "${1:-}" = "--bench" ] && bench=1
+if [ "$bench" = 1 ]; then
+  apt_pkgs+=(iperf3 wrk dnsperf dnsmasq-base containernetworking-plugins nginx-light)
+fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,6 +22,17 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "netk8s: installing apt packages: ${missing[*]}"
   apt-get update -qq
+  if [ "$bench" = 1 ] && [[ " ${missing[*]} " == *" nginx-light "* ]] \
+      && ! apt-cache show nginx-light >/dev/null 2>&1; then
+    missing=("${missing[@]/nginx-light/nginx}")
+  fi
+  # Benchmark daemons (nginx, dnsmasq, iperf3) run only inside the benchmark's own namespaces: keep the
+  # packages' maintainer scripts from starting system services (Debian's policy-rc.d, exit 101 = deny).
+  policy=/usr/sbin/policy-rc.d
+  if [ "$bench" = 1 ] && [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
@@ -33,6 +51,9 @@ if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -e "$here[test]"
   touch "$stamp"
+fi
+if [ "$bench" = 1 ] && ! "$venv/bin/python" -c "import matplotlib" 2>/dev/null; then
+  "$venv/bin/python" -m pip install -q -e "$here[test,bench]"
 fi
 echo "netk8s: dependencies ready ($venv)"
 # Put the CLI on PATH for `sudo netk8s ...` (a symlink into the venv; nothing else outside the repo).

@@ -1,0 +1,193 @@
+"""Runs INSIDE a fresh benchmark namespace: one proxier, one size; prints its measurements as JSON.
+
+`python -m scripts.bench.rules_worker '{"mode": "iptables", "services": 1000, ...}'`
+
+* proxier: build the synthetic Services + EndpointSlices, run the real proxier class (its real renderer
+  and its real applier: `iptables-legacy-restore --noflush` / `nft -f`) through `sync()` as the agent
+  does: a full sync (store objects -> rules in the kernel), then one-endpoint changes (partial syncs).
+  Reports the split build/render/apply, the rules in the kernel, and the peak RSS (VmHWM) of this process.
+* bare: load a rendered text with the bare tool alone (the side-by-side baseline).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import inspect
+import io
+import json
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from scripts.bench import synth
+from scripts.bench.report import parse_vm_hwm, profile_summary
+
+NODE_IPS = ("192.168.56.11",)
+
+
+def vm_hwm() -> int | None:
+    return parse_vm_hwm(Path("/proc/self/status").read_text())
+
+
+class Null:
+    """Health-check server / LB announcer stand-in: the benchmark measures the rules only."""
+
+    def update(self, *_: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+    def sync(self, *_: Any) -> set:
+        return set()
+
+
+class Informer:
+    def __init__(self, services: list[dict], slices: list[dict]) -> None:
+        self.objs = {"Service": services, "EndpointSlice": slices, "Node": []}
+        self.revision = 1
+
+    def list(self, kind: str, namespace: str | None = None) -> list[dict]:
+        return self.objs.get(kind, [])
+
+
+class Timer:
+    """Wraps a callable and adds up the seconds spent in it."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *a: Any, **kw: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return self.fn(*a, **kw)
+        finally:
+            self.seconds += time.perf_counter() - t
+
+
+def make_proxier(mode: str) -> tuple[Any, Timer | None, Timer | None]:
+    """(proxier, apply timer, build timer) for the mode; ImportError when the mode is not in this build."""
+    from netk8s.proxy.model import NodeContext, build_state
+
+    node = NodeContext("node1", NODE_IPS)
+    if mode == "iptables":
+        from netk8s.dataplane import iptables
+        from netk8s.proxy.proxier import IptablesProxier
+
+        apply_t, build_t = Timer(iptables.restore), Timer(build_state)
+        p = IptablesProxier(node, restore_fn=apply_t, healthcheck=Null(), announcer=Null(),  # type: ignore[arg-type]
+                            build_state=build_t, canary_period=1e9)
+        return p, apply_t, build_t
+    if mode == "nftables":
+        try:
+            from netk8s.proxy.proxier import NftablesProxier  # type: ignore[attr-defined]
+        except ImportError:
+            from netk8s.proxy.nftables import NftablesProxier  # type: ignore[attr-defined,no-redef]
+        from netk8s.dataplane import nftables as dp_nft  # type: ignore[attr-defined]
+
+        apply_t, build_t = Timer(dp_nft.apply), Timer(build_state)
+        kw: dict[str, Any] = {"restore_fn": apply_t, "build_state": build_t}
+        params = inspect.signature(NftablesProxier).parameters
+        has_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        for name, value in (("healthcheck", Null()), ("announcer", Null()), ("canary_period", 1e9)):
+            if name in params or has_kwargs:
+                kw[name] = value
+        return NftablesProxier(node, **kw), apply_t, build_t
+    raise ImportError(f"proxy mode {mode!r}")
+
+
+def kernel_rules(mode: str) -> int | None:
+    if mode == "iptables":
+        out = subprocess.run(["iptables-legacy-save"], capture_output=True, text=True, check=False).stdout
+        return sum(1 for line in out.splitlines() if line.startswith("-A "))
+    out = subprocess.run(["nft", "-a", "list", "ruleset"], capture_output=True, text=True, check=False).stdout
+    return sum(1 for line in out.splitlines() if "# handle" in line and not line.strip().startswith(("chain", "table", "set", "map")))
+
+
+def stats_of(p: Any) -> dict:
+    s = getattr(p, "last_sync_stats", None)
+    if s is None:
+        return {}
+    return {k: getattr(s, k) for k in ("mode", "rules", "seconds", "changed", "ok", "error") if hasattr(s, k)}
+
+
+def run_proxier(opts: dict) -> dict:
+    mode, n, e = opts["mode"], opts["services"], opts["endpoints"]
+    rss_start = vm_hwm()
+    services, slices = synth.objects(n, e)
+    informer = Informer(services, slices)
+    p, apply_t, build_t = make_proxier(mode)
+    rss_objects = vm_hwm()
+    ev = [SimpleNamespace(object={"kind": "EndpointSlice"})]
+    now = 1000.0
+    prof = cProfile.Profile() if opts.get("profile") else None
+    t0 = time.perf_counter()
+    if prof:
+        prof.enable()
+    p.sync(informer, ev, now)
+    if prof:
+        prof.disable()
+    full = time.perf_counter() - t0
+    st = stats_of(p)
+    if st.get("ok") is False:
+        raise SystemExit(f"full sync failed: {st.get('error')}")
+    out: dict[str, Any] = {
+        "full_s": full, "stats": st,
+        "apply_s": apply_t.seconds if apply_t else None,
+        "build_s": build_t.seconds if build_t else None,
+        "kernel_rules": kernel_rules(mode),
+    }
+    text = getattr(getattr(p, "rendered", None), "text", None)
+    if opts.get("dump") and isinstance(text, str):
+        Path(opts["dump"]).write_text(text)
+        out["dumped"] = True
+    partial: list[dict] = []
+    for k in range(opts.get("changes", 0)):
+        i = (k * 7919) % n
+        slices[i] = synth.endpoint_slice(i, e, replace={0: synth.changed_ip(k)})
+        informer.revision += 1
+        a0 = apply_t.seconds if apply_t else 0.0
+        b0 = build_t.seconds if build_t else 0.0
+        now += 1.0
+        t = time.perf_counter()
+        p.sync(informer, ev, now)
+        dt = time.perf_counter() - t
+        s = stats_of(p)
+        partial.append({"s": dt, "mode": s.get("mode"), "ok": s.get("ok"),
+                        "apply_s": (apply_t.seconds - a0) if apply_t else None,
+                        "build_s": (build_t.seconds - b0) if build_t else None})
+    out["partial"] = partial
+    out["rss_start"], out["rss_objects"], out["rss_peak"] = rss_start, rss_objects, vm_hwm()
+    if prof:
+        buf = io.StringIO()
+        ps = pstats.Stats(prof, stream=buf)
+        ps.sort_stats("tottime").print_stats(12)
+        out["profile"] = profile_summary(buf.getvalue())
+    return out
+
+
+def run_bare(opts: dict) -> dict:
+    text = Path(opts["file"]).read_text()
+    argv = (["iptables-legacy-restore", "--wait", "--noflush"] if opts["mode"] == "iptables" else ["nft", "-f", "-"])
+    t = time.perf_counter()
+    proc = subprocess.run(argv, input=text, capture_output=True, text=True, check=False)
+    dt = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"bare load failed: {proc.stderr.strip()[:300]}")
+    return {"bare_s": dt, "kernel_rules": kernel_rules(opts["mode"])}
+
+
+def main() -> int:
+    opts = json.loads(sys.argv[1])
+    try:
+        out = run_bare(opts) if opts.get("bare") else run_proxier(opts)
+    except ImportError as exc:
+        out = {"unavailable": f"{exc}"}
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
