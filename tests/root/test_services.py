@@ -95,7 +95,7 @@ def wait_endpoints(lab: Lab, name: str, count: int, timeout: float = 30) -> list
                         lambda: (lambda ips: ips if len(ips) == count else None)(endpoint_ips(lab, name)), timeout)
 
 
-def served(lab: Lab, what: str, fn, timeout: float = 20) -> dict:
+def served(lab: Lab, what: str, fn, timeout: float = 60) -> dict:
     """Counts of the first run of `fn` (an HTTP_COUNT run) with no failure.
 
     Endpoints reach the store before each node's proxier has programmed them; tests wait for the rules,

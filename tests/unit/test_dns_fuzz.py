@@ -210,7 +210,11 @@ def probe(port: int, timeout: float = 10.0) -> DNSRecord:
 
 def test_server_survives_100k_fuzzed_packets(dns: tuple[Proc, int]) -> None:
     proc, port = dns
-    assert [str(rr.rdata) for rr in probe(port).rr] == ["10.96.0.20"]
+    # before its first store sync the server answers SERVFAIL (no records yet): wait for the sync
+    deadline = time.monotonic() + 30
+    while not (first := probe(port)).rr and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [str(rr.rdata) for rr in first.rr] == ["10.96.0.20"]
     rng = random.Random(4)
     sent = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
