@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +28,7 @@ class Lab:
 
     def cli(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         p = subprocess.run([sys.executable, "-m", "netk8s.cli.main", *args], env=self.env, cwd=REPO,
-                           capture_output=True, text=True, input=input, timeout=timeout)
+                           capture_output=True, text=True, input=input, timeout=timeout, check=False)
         if check and p.returncode != 0:
             raise AssertionError(f"netk8s {' '.join(args)} -> {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
                                  f"\n{self.logs_tail()}")
@@ -79,6 +81,25 @@ class Lab:
             return ready if len(ready) == count and len(pods) == count else None
 
         return self.wait_for(f"{count} ready pods {selector}", check, timeout)
+
+
+@contextmanager
+def running(lab: Lab, manifest: str = "", ready: Sequence[tuple[str, int]] = (),
+            pods: Sequence[str] = ()) -> Iterator[Lab]:
+    """Bring the lab up, apply `manifest`, wait for `ready` (selector, count) and the named pods to be
+    Ready; always take the lab down afterwards, even when something failed on the way."""
+    try:
+        lab.up()
+        if manifest:
+            lab.apply(manifest)
+        for selector, count in ready:
+            lab.ready_pods(selector, count)
+        for name in pods:
+            lab.wait_for(f"{name} ready", lambda n=name: any(p["metadata"]["name"] == n and is_ready(p)
+                                                             for p in lab.pods()))
+        yield lab
+    finally:
+        lab.down()
 
 
 def is_ready(pod: dict) -> bool:

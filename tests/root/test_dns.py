@@ -11,7 +11,7 @@ import ipaddress
 
 import pytest
 
-from tests.root.labkit import Lab, is_ready, unique_name
+from tests.root.labkit import Lab, is_ready, running, unique_name
 
 pytestmark = pytest.mark.root
 
@@ -48,16 +48,9 @@ spec:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
-    lab = Lab(unique_name("d"), tmp_path_factory.mktemp("state"), nodes=2, dns=True)
-    try:
-        lab.up()
-        lab.apply(APPS)
-        lab.ready_pods("app=nginx", 2)
-        lab.wait_for("busybox ready", lambda: any(p["metadata"]["name"] == "busybox" and is_ready(p)
-                                                   for p in lab.pods()))
+    with running(Lab(unique_name("d"), tmp_path_factory.mktemp("state"), nodes=2, dns=True), APPS,
+                 ready=[("app=nginx", 2)], pods=["busybox"]) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def dig(lab: Lab, *args: str, pod: str = "busybox") -> list[str]:
@@ -132,7 +125,7 @@ def test_headless_service_follows_scaling(lab: Lab) -> None:
         want = sorted(p["status"]["podIP"] for p in pods)
         # the DNS answer follows the endpoints (the propagation time is measured by `make bench`)
         lab.wait_for(f"headless answer with {replicas} IPs",
-                     lambda: sorted(dig(lab, "hl.default.svc.cluster.local")) == want, timeout=20)
+                     lambda want=want: sorted(dig(lab, "hl.default.svc.cluster.local")) == want, timeout=20)
         # one SRV per ready endpoint, each target an a-b-c-d name under the service
         srv = dig(lab, "SRV", "_http._tcp.hl.default.svc.cluster.local")
         assert len(srv) == replicas and all(r.split()[2] == "8080" for r in srv), srv
@@ -170,7 +163,8 @@ def test_statefulset_pods_have_stable_names(lab: Lab) -> None:
     pods = lab.ready_pods("app=web", 2)
     by_name = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
     for name in ("web-0", "web-1"):
-        lab.wait_for(f"{name}.web resolves", lambda: getent(lab, f"{name}.web") == by_name[name], timeout=20)
+        lab.wait_for(f"{name}.web resolves", lambda name=name: getent(lab, f"{name}.web") == by_name[name],
+                     timeout=20)
         assert dig(lab, f"{name}.web.default.svc.cluster.local") == [by_name[name]]
         assert dig(lab, "-x", by_name[name]) == [f"{name}.web.default.svc.cluster.local."]
     srv = dig(lab, "SRV", "_web._tcp.web.default.svc.cluster.local")

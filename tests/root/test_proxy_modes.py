@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.root.labkit import Lab, is_ready, unique_name
+from tests.root.labkit import Lab, running, unique_name
 from tests.root.svckit import HTTP_COUNT, http_counts, py_in_pod, py_outside
 
 pytestmark = pytest.mark.root
@@ -45,16 +45,9 @@ spec:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    lab = Lab(unique_name("m"), tmp_path, nodes=2, proxy_mode="iptables")
-    try:
-        lab.up()
-        lab.apply(APP)
-        lab.ready_pods("app=web", 2)
-        lab.wait_for("client ready", lambda: any(p["metadata"]["name"] == "client" and is_ready(p)
-                                                  for p in lab.pods()))
+    with running(Lab(unique_name("m"), tmp_path, nodes=2, proxy_mode="iptables"), APP,
+                 ready=[("app=web", 2)], pods=["client"]) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def answers(lab: Lab) -> None:

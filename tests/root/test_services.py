@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.root.labkit import Lab, is_ready, unique_name
+from tests.root.labkit import Lab, is_ready, running, unique_name
 from tests.root.svckit import HTTP_COUNT, TCP_PROBE, UDP_ASK, http_counts, py_in_pod, py_outside
 
 pytestmark = pytest.mark.root
@@ -69,16 +69,9 @@ spec:
 
 @pytest.fixture(scope="module", params=PROXY_MODES)
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    lab = Lab(unique_name("s"), tmp_path_factory.mktemp("state"), nodes=3, proxy_mode=request.param)
-    try:
-        lab.up()
-        lab.apply(BACKEND)
-        lab.ready_pods("app=backend", 3)
-        lab.wait_for("client ready", lambda: any(p["metadata"]["name"] == "client" and is_ready(p)
-                                                  for p in lab.pods()))
+    with running(Lab(unique_name("s"), tmp_path_factory.mktemp("state"), nodes=3, proxy_mode=request.param),
+                 BACKEND, ready=[("app=backend", 3)], pods=["client"]) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def svc(lab: Lab, name: str, ns: str = "default") -> dict:
