@@ -184,6 +184,14 @@ def read_pid(lab: str, role: str) -> int | None:
         return None
 
 
+def check_alive(lab: str, roles: list[str]) -> None:
+    """Raise LabError naming the first of these roles whose recorded process has exited."""
+    for role in roles:
+        pid = read_pid(lab, role)
+        if pid is not None and not procs.alive(pid):
+            raise LabError(f"{role} exited during start-up", hint=f"see {LabPaths(lab).logs / (role + '.log')}")
+
+
 def wait_nodes_ready(info: LabInfo, timeout: float) -> None:
     store = open_store(info.store)
     want = set(info.node_names())
@@ -204,11 +212,7 @@ def wait_nodes_ready(info: LabInfo, timeout: float) -> None:
                 missing = ", ".join(sorted(want - ready))
                 raise LabError(f"nodes not Ready after {timeout:.0f}s: {missing}",
                                hint=f"see the agent logs in {LabPaths(info.name).logs}")
-            for role in ["controller"] + [f"agent-{n}" for n in info.node_names()]:
-                pid = read_pid(info.name, role)
-                if pid is not None and not procs.alive(pid):
-                    raise LabError(f"{role} exited during start-up",
-                                   hint=f"see {LabPaths(info.name).logs / (role + '.log')}")
+            check_alive(info.name, ["controller"] + [f"agent-{n}" for n in info.node_names()])
             time.sleep(0.1)
     finally:
         store.close()
@@ -318,11 +322,7 @@ def _wait_reregistered(info: LabInfo, revision: int, timeout: float) -> None:
             if time.monotonic() > deadline:
                 raise LabError(f"agents did not restart after {timeout:.0f}s: {', '.join(missing)}",
                                hint=f"see the agent logs in {LabPaths(info.name).logs}")
-            for node in missing:
-                pid = read_pid(info.name, f"agent-{node}")
-                if pid is not None and not procs.alive(pid):
-                    raise LabError(f"agent-{node} exited during start-up",
-                                   hint=f"see {LabPaths(info.name).logs / ('agent-' + node + '.log')}")
+            check_alive(info.name, [f"agent-{node}" for node in missing])
             time.sleep(0.1)
     finally:
         store.close()
