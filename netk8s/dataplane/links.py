@@ -1,8 +1,10 @@
 """Links, addresses, routes, neighbours and FDB entries over netlink (pyroute2), in a given namespace.
 
 Every function takes `netns` first: the name of a named namespace, or None for the namespace this
-process runs in (the node agent). Sockets are opened with `IPRoute(netns=NAME, flags=0)`, which opens
-the socket inside the namespace without switching our threads, and never creates a missing namespace.
+process runs in (the node agent). The netlink socket is created inside the namespace by a short-lived
+thread (netns.open_socket: setns(2) affects that thread only) and handed to pyroute2's IPRoute; a
+missing namespace is never created. Inside `shared_sockets()` one socket per namespace serves every
+call (opening one costs more than most requests), e.g. for a whole pod network add.
 NetlinkError is translated by errno into KernelError at one boundary (`_netlink`). `ensure_*` verbs
 tolerate "already exists" and then verify; deletes tolerate "already gone".
 """
@@ -13,6 +15,7 @@ import errno
 import ipaddress
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,26 +25,63 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_PERMANENT
 from pyroute2.netlink.rtnl.rtmsg import RTNH_F_ONLINK
 
+from netk8s.dataplane import netns as _netns
 from netk8s.errors import KernelError
 
 MAIN_TABLE = 254
+NETLINK_ROUTE = 0
 _GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
+
+# per thread: (depth of nested shared_sockets() blocks, {netns: IPRoute}) while inside one
+_shared = threading.local()
 
 
 def _where(netns: str | None) -> str:
     return netns if netns is not None else "<own netns>"
 
 
+def _open(netns: str | None, what: str) -> IPRoute:
+    try:
+        sock = _netns.open_socket(netns, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+    except KernelError as exc:
+        raise KernelError(f"{what}: {exc.message}", hint=exc.hint) from exc
+    try:
+        # pyroute2 wraps the fd and does its usual set-up (buffers, bind); the socket stays in `netns`
+        return IPRoute(fileno=sock.detach())
+    except OSError as exc:
+        raise KernelError(f"{what}: cannot open netlink in {_where(netns)}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def shared_sockets() -> Iterator[None]:
+    """Within this block (this thread), links.* calls reuse one netlink socket per namespace.
+
+    Sockets are opened on first use and closed when the outermost block ends. A socket pins its
+    namespace: do not expect a namespace deleted inside the block to be gone before the block ends.
+    """
+    depth = getattr(_shared, "depth", 0)
+    if depth == 0:
+        _shared.sockets = {}
+    _shared.depth = depth + 1
+    try:
+        yield
+    finally:
+        _shared.depth = depth
+        if depth == 0:
+            sockets, _shared.sockets = _shared.sockets, {}
+            for ipr in sockets.values():
+                ipr.close()
+
+
 @contextmanager
 def _netlink(netns: str | None, what: str) -> Iterator[IPRoute]:
-    """Open a netlink socket in `netns`; turn NetlinkError/OSError into KernelError naming `what`."""
-    try:
-        ipr = IPRoute(netns=netns, flags=0) if netns is not None else IPRoute()
-    except OSError as exc:
-        raise KernelError(
-            f"{what}: cannot open netns {_where(netns)}: {exc.strerror or exc}",
-            hint="does the namespace exist? (ip netns list)",
-        ) from exc
+    """A netlink socket in `netns`; turn NetlinkError/OSError into KernelError naming `what`."""
+    shared: dict[str | None, IPRoute] | None = _shared.sockets if getattr(_shared, "depth", 0) else None
+    ipr = shared.get(netns) if shared is not None else None
+    if ipr is None:
+        ipr = _open(netns, what)
+        if shared is not None:
+            shared[netns] = ipr
     try:
         yield ipr
     except NetlinkError as exc:
@@ -49,7 +89,18 @@ def _netlink(netns: str | None, what: str) -> Iterator[IPRoute]:
     except OSError as exc:
         raise KernelError(f"{what}: {exc.strerror or exc}") from exc
     finally:
-        ipr.close()
+        if shared is None:
+            ipr.close()
+
+
+def _get_link(ipr: IPRoute, ifname: str) -> Any | None:
+    """The link's message, by name, in one request; None when there is no such link."""
+    try:
+        return ipr.link("get", ifname=ifname)[0]
+    except NetlinkError as exc:
+        if exc.code in _GONE:
+            return None
+        raise
 
 
 def _index(ipr: IPRoute, ifname: str) -> int | None:
@@ -122,10 +173,10 @@ def link_info(netns: str | None, ifname: str) -> dict[str, Any] | None:
     if netns is not None and not os.path.exists(f"/run/netns/{netns}"):
         return None
     with _netlink(netns, f"link_info {ifname}") as ipr:
-        idx = _index(ipr, ifname)
-        if idx is None:
+        msg = _get_link(ipr, ifname)
+        if msg is None:
             return None
-        msg = _link_msg(ipr, idx)
+        idx = int(msg["index"])
         master_idx = msg.get_attr("IFLA_MASTER")
         master = None
         if master_idx:
@@ -143,20 +194,32 @@ def link_info(netns: str | None, ifname: str) -> dict[str, Any] | None:
 def get_mac(netns: str | None, ifname: str) -> str:
     """MAC address of a link, lower case with colons."""
     with _netlink(netns, f"get_mac {ifname}") as ipr:
-        idx = _require_index(ipr, netns, ifname)
-        return str(_link_msg(ipr, idx).get_attr("IFLA_ADDRESS")).lower()
+        msg = _get_link(ipr, ifname)
+        if msg is None:
+            raise KernelError(f"link {ifname} not found in {_where(netns)}")
+        return str(msg.get_attr("IFLA_ADDRESS")).lower()
+
+
+def _set_by_name(ipr: IPRoute, netns: str | None, ifname: str, **attrs: Any) -> None:
+    """RTM_NEWLINK addressed by IFLA_IFNAME (ifindex 0): the kernel finds the link, one request."""
+    try:
+        ipr.link("set", ifname=ifname, **attrs)
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            raise KernelError(f"link {ifname} not found in {_where(netns)}") from None
+        raise
 
 
 def set_up(netns: str | None, ifname: str) -> None:
     """Bring a link up."""
     with _netlink(netns, f"set_up {ifname} in {_where(netns)}") as ipr:
-        ipr.link("set", index=_require_index(ipr, netns, ifname), state="up")
+        _set_by_name(ipr, netns, ifname, state="up")
 
 
 def set_mtu(netns: str | None, ifname: str, mtu: int) -> None:
     """Set a link's MTU."""
     with _netlink(netns, f"set_mtu {ifname} {mtu} in {_where(netns)}") as ipr:
-        ipr.link("set", index=_require_index(ipr, netns, ifname), mtu=mtu)
+        _set_by_name(ipr, netns, ifname, mtu=mtu)
 
 
 def ensure_loopback_up(netns: str | None) -> None:
@@ -213,44 +276,60 @@ def ensure_veth(
     renamed afterwards. Sets the MTU on both ends, enslaves `host_if` to the bridge `master`, sets
     hairpin mode on that bridge port (like the CNI bridge plugin's hairpinMode), brings both ends up.
     An existing pair whose other end is missing is deleted and made again.
+    A new pair is made by one RTM_NEWLINK carrying both MTUs, the master and IFF_UP for `host_if`
+    (rtnl_newlink applies IFLA_MASTER and the flags at creation); hairpin and the peer's IFF_UP are one
+    request each, addressed by name.
     """
     what = f"ensure_veth {host_if} -> {_where(peer_netns)}:{peer_if}"
-    host_ok = _veth_end_ok(netns, host_if)
-    peer_ok = _veth_end_ok(peer_netns, peer_if)
-    if host_ok is False or (host_ok and not peer_ok):
-        delete_link(netns, host_if)
-        host_ok = None
-    if peer_ok is False or (peer_ok and host_ok is None):
-        delete_link(peer_netns, peer_if)
-    with _netlink(netns, what) as ipr:
-        if _index(ipr, host_if) is None:
-            peer: dict[str, Any] = {"ifname": peer_if}
+    with _netlink(netns, what) as ipr, _netlink(peer_netns, what) as pipr:
+        host = _get_link(ipr, host_if)
+        peer = _get_link(pipr, peer_if)
+        host_ok = None if host is None else _kind(host) == "veth"
+        peer_ok = None if peer is None else _kind(peer) == "veth"
+        if host is not None and (host_ok is False or not peer_ok):
+            _delete_index(ipr, int(host["index"]))  # takes a veth peer with it
+            host = host_ok = None
+        if peer is not None and (peer_ok is False or host_ok is None):
+            _delete_index(pipr, int(peer["index"]))  # already gone with its host end: tolerated
+        master_idx = _require_index(ipr, netns, master) if master is not None else None
+        settings: dict[str, Any] = {"mtu": mtu, "state": "up"}
+        if master_idx is not None:
+            settings["master"] = master_idx
+        if host is None:
+            peer_spec: dict[str, Any] = {"ifname": peer_if, "mtu": mtu}
             if peer_netns != netns:
                 with _open_netns_fd(peer_netns) as fd:
-                    peer["net_ns_fd"] = fd
-                    ipr.link("add", ifname=host_if, kind="veth", peer=peer)
+                    peer_spec["net_ns_fd"] = fd
+                    ipr.link("add", ifname=host_if, kind="veth", peer=peer_spec, **settings)
             else:
-                ipr.link("add", ifname=host_if, kind="veth", peer=peer)
-        idx = _require_index(ipr, netns, host_if)
-        ipr.link("set", index=idx, mtu=mtu)
-        if master is not None:
-            master_idx = _require_index(ipr, netns, master)
-            ipr.link("set", index=idx, master=master_idx)
-            # IFLA_BRPORT_MODE is the hairpin flag (bridge link set dev X hairpin on)
-            ipr.brport("set", index=idx, mode=1 if hairpin else 0)
-        ipr.link("set", index=idx, state="up")
-    with _netlink(peer_netns, what) as ipr:
-        pidx = _require_index(ipr, peer_netns, peer_if)
-        ipr.link("set", index=pidx, mtu=mtu)
-        ipr.link("set", index=pidx, state="up")
+                ipr.link("add", ifname=host_if, kind="veth", peer=peer_spec, **settings)
+        else:
+            ipr.link("set", index=int(host["index"]), **settings)
+        if master_idx is not None:
+            # IFLA_BRPORT_MODE is the hairpin flag (bridge link set dev X hairpin on). Sent as bridge
+            # slave data in RTM_NEWLINK (`ip link set X type bridge_slave hairpin on`), which names
+            # the port by IFLA_IFNAME, so the new veth needs no lookup; the port must already be
+            # enslaved (rtnl_newlink hands slave data to the current master's slave_changelink)
+            _set_by_name(
+                ipr,
+                netns,
+                host_if,
+                IFLA_LINKINFO={
+                    "attrs": [
+                        ["IFLA_INFO_SLAVE_KIND", "bridge"],
+                        ["IFLA_INFO_SLAVE_DATA", {"attrs": [["IFLA_BRPORT_MODE", 1 if hairpin else 0]]}],
+                    ]
+                },
+            )
+        _set_by_name(pipr, peer_netns, peer_if, mtu=mtu, state="up")
 
 
-def _veth_end_ok(netns: str | None, ifname: str) -> bool | None:
-    """None: absent; True: a veth; False: something else with that name (or a namespace problem)."""
-    info = link_info(netns, ifname)
-    if info is None:
-        return None
-    return info["kind"] == "veth"
+def _delete_index(ipr: IPRoute, idx: int) -> None:
+    try:
+        ipr.link("del", index=idx)
+    except NetlinkError as exc:
+        if exc.code not in _GONE:
+            raise
 
 
 def get_hairpin(netns: str | None, ifname: str) -> bool:
@@ -300,6 +379,43 @@ def delete_address(netns: str | None, ifname: str, cidr: str) -> None:
         except NetlinkError as exc:
             if exc.code not in _GONE:
                 raise
+
+
+def ensure_sole_address(netns: str | None, ifname: str, cidr: str, gateway: str | None = None) -> str:
+    """`cidr` the link's only IPv4 address (others removed), a default route via `gateway` if given.
+
+    What a CNI plugin does to the pod's interface, on one socket with one link lookup: the same as
+    list_addresses + delete_address (stale ones) + ensure_address + ensure_route("0.0.0.0/0", gateway,
+    dev=ifname). Returns the link's MAC address (lower case).
+    """
+    iface = ipaddress.ip_interface(cidr)
+    with _netlink(netns, f"ensure_sole_address {cidr} on {ifname} in {_where(netns)}") as ipr:
+        msg = _get_link(ipr, ifname)
+        if msg is None:
+            raise KernelError(f"link {ifname} not found in {_where(netns)}")
+        idx = int(msg["index"])
+        have = [
+            f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"
+            for m in ipr.get_addr(family=socket.AF_INET, index=idx)
+        ]
+        for stale in have:
+            if stale != cidr:
+                stale_iface = ipaddress.ip_interface(stale)
+                try:
+                    ipr.addr(
+                        "del", index=idx, address=str(stale_iface.ip), prefixlen=stale_iface.network.prefixlen
+                    )
+                except NetlinkError as exc:
+                    if exc.code not in _GONE:
+                        raise
+        if cidr not in have:
+            try:
+                ipr.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            except NetlinkError as exc:
+                _ignore_exists(exc)
+        if gateway is not None:
+            ipr.route("replace", table=MAIN_TABLE, gateway=gateway, oif=idx, **_dst_kwargs("0.0.0.0/0"))
+        return str(msg.get_attr("IFLA_ADDRESS")).lower()
 
 
 # ---------------------------------------------------------------- routes

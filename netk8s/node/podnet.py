@@ -91,26 +91,28 @@ def add(node_netns: str | None, cfg: PodNetConfig) -> dict[str, str]:
     """
     validate(cfg)
     created_netns = not netns.netns_exists(cfg.pod_netns)
-    created_veth = not links.link_exists(node_netns, cfg.host_veth)
+    created_veth = created_netns
     try:
-        netns.create_netns(cfg.pod_netns)
-        links.ensure_loopback_up(cfg.pod_netns)
-        links.ensure_veth(
-            node_netns,
-            cfg.host_veth,
-            cfg.pod_netns,
-            naming.POD_IFNAME,
-            cfg.mtu,
-            master=cfg.bridge,
-            hairpin=True,
-        )
-        for stale in links.list_addresses(cfg.pod_netns, naming.POD_IFNAME):
-            if stale != cfg.cidr:
-                links.delete_address(cfg.pod_netns, naming.POD_IFNAME, stale)
-        links.ensure_address(cfg.pod_netns, naming.POD_IFNAME, cfg.cidr)
-        links.ensure_route(cfg.pod_netns, "0.0.0.0/0", gateway=cfg.gateway, dev=naming.POD_IFNAME)
-        mac = links.get_mac(cfg.pod_netns, naming.POD_IFNAME)
+        # one netlink socket per namespace (node, pod) for the whole add: opening one costs more than
+        # most of the requests made on it
+        with links.shared_sockets():
+            # in a namespace we just made no veth end can exist yet: the pod end would be in it, and
+            # a host end cannot outlive its peer (deleting a veth deletes the pair)
+            created_veth = created_netns or not links.link_exists(node_netns, cfg.host_veth)
+            netns.create_netns(cfg.pod_netns)
+            links.ensure_loopback_up(cfg.pod_netns)
+            links.ensure_veth(
+                node_netns,
+                cfg.host_veth,
+                cfg.pod_netns,
+                naming.POD_IFNAME,
+                cfg.mtu,
+                master=cfg.bridge,
+                hairpin=True,
+            )
+            mac = links.ensure_sole_address(cfg.pod_netns, naming.POD_IFNAME, cfg.cidr, gateway=cfg.gateway)
     except Exception:
+        # after the block: its sockets are closed, so they no longer pin the pod namespace
         _rollback(node_netns, cfg, created_netns, created_veth)
         raise
     return {"ip": cfg.ip, "mac": mac, "host_veth": cfg.host_veth}
@@ -136,6 +138,11 @@ def delete(node_netns: str | None, pod_netns: str, pod_uid: str) -> None:
 def check(node_netns: str | None, cfg: PodNetConfig) -> list[str]:
     """Problems with the pod's wiring, one line each; an empty list means healthy."""
     validate(cfg)
+    with links.shared_sockets():
+        return _check(node_netns, cfg)
+
+
+def _check(node_netns: str | None, cfg: PodNetConfig) -> list[str]:
     problems: list[str] = []
     host = links.link_info(node_netns, cfg.host_veth)
     if host is None:
