@@ -9,6 +9,7 @@ table incrementally; the first completed sync makes /ready return 200, like Core
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -45,6 +46,7 @@ KINDS = ["Service", "EndpointSlice", "Pod"]
 # client 192.168.56.100: recursion is for the cluster only.
 DEFAULT_ALLOW = ("10.244.0.0/16", "127.0.0.0/8", "192.168.56.0/26")
 UDP_RCVBUF = 4 << 20  # absorb bursts instead of dropping (the kernel caps it at rmem_max)
+REPLY_CACHE = 16384  # cached UDP replies per RA bit; the cache is emptied when full
 MAX_FORWARDS = 1000  # forwarded queries in flight; beyond that answer SERVFAIL at once
 
 Reply = bytes | None | Coroutine[Any, Any, bytes | None]
@@ -64,6 +66,9 @@ class ServerConfig:
     poll_timeout: float = 0.2  # answers follow the store within about this long
     tcp_idle: float = 10.0  # seconds a TCP connection may stay quiet (CoreDNS/miekg: 8-10 s)
     max_tcp: int = 256
+    # Take no query before the first sync (worker processes sharing a socket: a sibling that has synced
+    # answers meanwhile, or the kernel queues). False: answer SERVFAIL for cluster names until then.
+    wait_sync: bool = False
 
 
 # ---- transport shared with the upstream server -------------------------------------------------------
@@ -114,12 +119,16 @@ class _UdpThread:
     """The UDP fast path on a thread of its own: blocking recvfrom/sendto, no event-loop round per datagram.
 
     Measured (BENCHMARKS.md, DNS): asyncio's per-datagram cost (epoll wake-up, callback, transport
-    bookkeeping) dominated the precomputed answer's own cost. Replies the handler returns as bytes go
-    straight back; a coroutine (a forwarded query) is handed to the event loop and answered from there.
-    Stopping: a flag plus an empty datagram to our own address wakes the blocked recvfrom."""
+    bookkeeping) dominated the precomputed answer's own cost. `answer(data, addr)` returns the reply;
+    bytes go straight back, a coroutine (a forwarded query) is handed to the event loop and answered from
+    there. Worker processes may share the socket (the kernel hands each datagram to one blocked reader),
+    so the socket must stay blocking: O_NONBLOCK would be shared by every process too.
+    Stopping: a flag plus empty datagrams to our own address until this thread (and not a sibling
+    process blocked on the same socket) has seen one."""
 
-    def __init__(self, handler: Handler, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        self.handler, self.sock, self.loop = handler, sock, loop
+    def __init__(self, answer: Callable[[bytes, tuple], Reply], sock: socket.socket,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.answer, self.sock, self.loop = answer, sock, loop
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="dns-udp", daemon=True)
 
@@ -127,37 +136,32 @@ class _UdpThread:
         self.thread.start()
 
     def _run(self) -> None:
-        sock, handler = self.sock, self.handler
+        # Bound methods in locals: this loop runs once per datagram (see BENCHMARKS.md, DNS).
+        recvfrom, sendto, answer = self.sock.recvfrom, self.sock.sendto, self.answer
         while not self.stopping:
             try:
-                data, addr = sock.recvfrom(65535)
+                data, addr = recvfrom(65535)
+                if not data:
+                    continue
+                out = answer(data, addr)
+                if type(out) is bytes:
+                    sendto(out, addr)
+                    continue
             except OSError:
-                if self.stopping:
-                    return
-                continue
-            if not data:
-                continue
-            try:
-                out = handler(data, addr[0], True)
+                continue  # the client went away (ICMP error) or we are stopping: the flag decides
             except Exception:
                 log.debug("udp handler failed", exc_info=True)
                 continue
             if out is None:
                 continue
-            if isinstance(out, bytes):
-                try:
-                    sock.sendto(out, addr)
-                except OSError:
-                    pass
-                continue
             try:
                 fut = asyncio.run_coroutine_threadsafe(out, self.loop)  # type: ignore[arg-type]
             except RuntimeError:  # the loop is closing
-                out.close()
+                out.close()  # type: ignore[union-attr]
                 continue
-            fut.add_done_callback(lambda f, a=addr: self._deferred(f, a))
+            fut.add_done_callback(functools.partial(self._deferred, addr))
 
-    def _deferred(self, fut: Any, addr: tuple) -> None:
+    def _deferred(self, addr: tuple, fut: Any) -> None:
         try:
             out = fut.result()
         except Exception:
@@ -171,14 +175,45 @@ class _UdpThread:
 
     def stop(self) -> None:
         self.stopping = True
-        try:
-            addr = self.sock.getsockname()
-            with socket.socket(self.sock.family, socket.SOCK_DGRAM) as poke:
-                poke.sendto(b"", ("127.0.0.1" if addr[0] in ("0.0.0.0", "") else addr[0], addr[1]))
-        except OSError:
-            pass
-        self.thread.join(timeout=2)
+        if self.thread.ident is not None:
+            try:
+                addr = self.sock.getsockname()
+                host = addr[0]
+                if host in ("0.0.0.0", ""):
+                    host = "127.0.0.1"
+                elif host == "::":
+                    host = "::1"
+                deadline = time.monotonic() + 2.0
+                with socket.socket(self.sock.family, socket.SOCK_DGRAM) as poke:
+                    while self.thread.is_alive() and time.monotonic() < deadline:
+                        poke.sendto(b"", (host, addr[1]))
+                        self.thread.join(0.05)
+            except OSError:
+                pass
         self.sock.close()
+
+
+def bind_dns(bind: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a listening TCP socket on the same port (another free port is tried when port is 0
+    and TCP's is taken). OSError when the port is taken."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    for _ in range(20):
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            udp.bind((bind, port))
+        except OSError:
+            udp.close()
+            raise
+        try:
+            tcp = socket.create_server((bind, udp.getsockname()[1]), family=family, backlog=128)
+        except OSError:
+            udp.close()
+            if port:
+                raise
+            continue
+        return udp, tcp
+    raise OSError(f"no free port on {bind} for both UDP and TCP")
 
 
 class Listener:
@@ -199,40 +234,29 @@ class Listener:
 
     async def open(self, bind: str, port: int) -> int:
         """Bind UDP then TCP on the same port (retrying another free port when port is 0)."""
+        udp, tcp = bind_dns(bind, port)
+        await self.start(udp, tcp)
+        return self.port
+
+    async def start(self, udp: socket.socket, tcp: socket.socket,
+                    answer: Callable[[bytes, tuple], Reply] | None = None) -> None:
+        """Serve on bound sockets (possibly inherited: worker processes share them). `answer` is the UDP
+        thread's per-datagram entry (default: the handler)."""
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-        for _ in range(20):
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
-                sock.bind((bind, port))
-            except OSError:
-                sock.close()
-                raise
-            chosen = sock.getsockname()[1]
-            transport = None
-            if not self.udp_thread:
-                transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.handler, self._tasks),
-                                                                   sock=sock)
-            try:
-                self._tcp = await asyncio.start_server(self._tcp_client, bind, chosen, reuse_address=True,
-                                                       family=family)
-            except OSError:
-                if transport is not None:
-                    transport.close()
-                else:
-                    sock.close()
-                if port:
-                    raise
-                continue
-            if transport is not None:
-                self._udp = transport  # type: ignore[assignment]
-            else:
-                self._udp_worker = _UdpThread(self.handler, sock, loop)
-                self._udp_worker.start()
-            self.port = chosen
-            return chosen
-        raise OSError(f"no free port on {bind} for both UDP and TCP")
+        try:
+            self._tcp = await asyncio.start_server(self._tcp_client, sock=tcp)
+        except OSError:
+            udp.close()
+            tcp.close()
+            raise
+        if self.udp_thread:
+            handler = self.handler
+            self._udp_worker = _UdpThread(answer or (lambda data, addr: handler(data, addr[0], True)), udp, loop)
+            self._udp_worker.start()
+        else:
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.handler, self._tasks), sock=udp)
+            self._udp = transport  # type: ignore[assignment]
+        self.port = udp.getsockname()[1]
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -330,9 +354,13 @@ class InThread:
 class _Probe(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], path: str, check: Callable[[], bool]) -> None:
+    def __init__(self, sock: socket.socket, path: str, check: Callable[[], bool]) -> None:
+        """Serve on an already listening socket (bound by bind_all, possibly in a parent process)."""
         self.path_ok, self.check = path, check
-        super().__init__(addr, _ProbeHandler)
+        super().__init__(sock.getsockname()[:2], _ProbeHandler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        self.server_address = sock.getsockname()[:2]
 
 
 class _ProbeHandler(BaseHTTPRequestHandler):
@@ -358,13 +386,46 @@ class _ProbeHandler(BaseHTTPRequestHandler):
 # ---- the DNS server ----------------------------------------------------------------------------------
 
 
+@dataclass
+class Sockets:
+    """What a DNS server listens on, bound before it serves: worker processes inherit one set and
+    share it (the kernel hands each datagram and connection to one of them)."""
+
+    udp: socket.socket
+    tcp: socket.socket
+    health: socket.socket | None = None
+    ready: socket.socket | None = None
+
+    def close(self) -> None:
+        for sock in (self.udp, self.tcp, self.health, self.ready):
+            if sock is not None:
+                sock.close()
+
+
+def bind_all(cfg: ServerConfig) -> Sockets:
+    """Bind the DNS port (UDP + TCP) and the probe ports of `cfg`. OSError when one is taken."""
+    udp, tcp = bind_dns(cfg.bind, cfg.port)
+    out = Sockets(udp, tcp)
+    family = socket.AF_INET6 if ":" in cfg.bind else socket.AF_INET
+    try:
+        if cfg.health_port is not None:
+            out.health = socket.create_server((cfg.bind, cfg.health_port), family=family)
+        if cfg.ready_port is not None:
+            out.ready = socket.create_server((cfg.bind, cfg.ready_port), family=family)
+    except OSError:
+        out.close()
+        raise
+    return out
+
+
 class DnsServer:
     """The cluster DNS server over a store."""
 
     def __init__(self, store: Store, cfg: ServerConfig | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, sockets: Sockets | None = None) -> None:
         self.store = store
         self.cfg = cfg or ServerConfig()
+        self.sockets = sockets  # None: serve() binds cfg's ports itself
         self.table = RecordTable(self.cfg.dns)
         self.answers = Answers(self.table)
         self.forwarder = Forwarder(self.cfg.upstreams, clock=clock)
@@ -375,8 +436,13 @@ class DnsServer:
         self.ready_port = 0
         self.errors = 0
         self._allow_cache: dict[str, bool] = {}
+        # UDP replies by query bytes after the id, one dict per RA bit (index False/True). Replaced, never
+        # cleared, when the table changes: see answer_udp() for why that keeps stale replies out.
+        self._replies: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
         self._forwards = 0
         self._quit = threading.Event()
+        self._synced: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._probes: list[_Probe] = []
         self._runner: InThread | None = None
 
@@ -396,8 +462,27 @@ class DnsServer:
             self._allow_cache[client] = ok
         return ok
 
-    def handle(self, data: bytes, client: str, udp: bool) -> Reply:
-        """One DNS message in; reply bytes, None (drop), or a coroutine for a forwarded reply."""
+    def answer_udp(self, data: bytes, addr: tuple) -> Reply:
+        """The UDP thread's entry: a reply from the cache, else handle() (which fills the cache).
+
+        A reply depends only on the query's bytes after the id, the RA bit (the client) and the table,
+        so the cache is keyed by those bytes and the id is spliced in. Why no stale reply survives a table
+        change: the cache dict is read here *before* the answer is computed, and apply() installs fresh
+        dicts only *after* the templates changed; a reply computed from old templates can only land in a
+        dict that is already replaced (or will be, by the apply() in progress)."""
+        replies = self._replies
+        client = addr[0]
+        ra = self._allow_cache.get(client)
+        if ra is None:
+            ra = self.allowed(client)
+        hit = replies[ra].get(data[2:])
+        if hit is not None:
+            return data[:2] + hit
+        return self.handle(data, client, True, replies[ra])
+
+    def handle(self, data: bytes, client: str, udp: bool, cache: dict[bytes, bytes] | None = None) -> Reply:
+        """One DNS message in; reply bytes, None (drop), or a coroutine for a forwarded reply. Replies
+        rendered from the table go into `cache` (UDP only) keyed by the query bytes after the id."""
         try:
             q = parse_fast(data)
             if q is None:
@@ -412,7 +497,12 @@ class DnsServer:
                     return error_reply(q.qid, q.flags, rec.SERVFAIL, q.question, OPT_RR if q.edns else b"")
                 if q.qtype not in (rec.CNAME, rec.ANY) and q.key in self.answers.cname:
                     return self._chase(q, ra, udp)
-                return render(q, t, ra, udp)
+                out = render(q, t, ra, udp)
+                if cache is not None:
+                    if len(cache) >= REPLY_CACHE:
+                        cache.clear()  # many distinct queries (0x20 case mixes): start over
+                    cache[bytes(data[2:])] = out[2:]
+                return out
             if not ra:
                 # Cluster names are answered to anyone (like CoreDNS); recursion only for the cluster.
                 return error_reply(q.qid, q.flags, rec.REFUSED, q.question, OPT_RR if q.edns else b"")
@@ -485,6 +575,8 @@ class DnsServer:
                 self.apply([(ev.type, ev.object) for ev in events], informer.revision)
             if not self.ready.is_set():
                 self.ready.set()
+                if self._loop is not None and self._synced is not None:
+                    self._loop.call_soon_threadsafe(self._synced.set)
                 log.info("synced %d names from the store at revision %d", len(self.table.names()),
                          informer.revision)
 
@@ -497,36 +589,52 @@ class DnsServer:
             except Exception:
                 log.warning("cannot apply %s %s", etype, (obj.get("metadata") or {}).get("name"), exc_info=True)
         self.answers.set_serial(max(1, revision))
-        return self.answers.update(dirty)
+        built = self.answers.update(dirty)
+        self._replies = ({}, {})  # after the templates changed: see answer_udp()
+        return built
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event, started: Callable[[], None] = lambda: None) -> None:
-        """Bind, start the watcher and probes, serve until `stop` is set. OSError when a port is taken."""
-        self.port = await self.listener.open(self.cfg.bind, self.cfg.port)
+        """Bind (unless given sockets), start the watcher and probes, serve until `stop` is set.
+        OSError when a port is taken."""
+        socks = self.sockets if self.sockets is not None else bind_all(self.cfg)
+        self._loop = asyncio.get_running_loop()
+        self._synced = asyncio.Event()
+        self.port = socks.udp.getsockname()[1]
         watcher = threading.Thread(target=self._watch, name="dns-informer", daemon=True)
         running: list[_Probe] = []
+        listening = False
         try:
-            if self.cfg.health_port is not None:
-                probe = _Probe((self.cfg.bind, self.cfg.health_port), "/health", lambda: True)
-                self._probes.append(probe)
-                self.health_port = probe.server_address[1]
-            if self.cfg.ready_port is not None:
-                probe = _Probe((self.cfg.bind, self.cfg.ready_port), "/ready", self.ready.is_set)
-                self._probes.append(probe)
-                self.ready_port = probe.server_address[1]
+            if socks.health is not None:
+                self._probes.append(_Probe(socks.health, "/health", lambda: True))
+                self.health_port = socks.health.getsockname()[1]
+            if socks.ready is not None:
+                self._probes.append(_Probe(socks.ready, "/ready", self.ready.is_set))
+                self.ready_port = socks.ready.getsockname()[1]
             for probe in self._probes:
                 threading.Thread(target=probe.serve_forever, args=(0.1,), name="dns-probe", daemon=True).start()
                 running.append(probe)
             watcher.start()
-            ups = ", ".join(f"{ip}:{port}" for ip, port in self.forwarder.upstreams) or "none"
-            log.info("serving %s on %s:%d udp+tcp, ttl %d, upstreams %s", self.table.domain, self.cfg.bind,
-                     self.port, self.table.ttl, ups)
-            started()
+            if self.cfg.wait_sync:
+                started()  # bound: the kernel queues queries until we read them
+                await _first(stop.wait(), self._synced.wait())
+            if not stop.is_set():
+                listening = True
+                await self.listener.start(socks.udp, socks.tcp, self.answer_udp)
+                ups = ", ".join(f"{ip}:{port}" for ip, port in self.forwarder.upstreams) or "none"
+                log.info("serving %s on %s:%d udp+tcp, ttl %d, upstreams %s", self.table.domain, self.cfg.bind,
+                         self.port, self.table.ttl, ups)
+            if not self.cfg.wait_sync:
+                started()
             await stop.wait()
         finally:
             self._quit.set()
-            await self.listener.close()
+            if listening:
+                await self.listener.close()
+            else:
+                socks.udp.close()
+                socks.tcp.close()
             for probe in self._probes:
                 if probe in running:
                     probe.shutdown()  # waits for serve_forever: only for those that run
@@ -543,6 +651,17 @@ class DnsServer:
     def stop(self) -> None:
         if self._runner is not None:
             self._runner.stop()
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until one of these finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _only(rrs: tuple) -> DNSRecord:

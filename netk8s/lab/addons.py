@@ -38,7 +38,9 @@ def kube_dns_objects(store_url: str, replicas: int = DNS_REPLICAS) -> list[dict]
     container = {
         "name": "kube-dns",
         "image": images.DNS_IMAGE,
-        "args": ["--store", store_url, "--domain", config.CLUSTER_DOMAIN,
+        # One worker process per pod: the lab scales DNS by replicas, and a one-machine lab shares its
+        # cores with every node (`python -m netk8s.dns` alone defaults to one worker per CPU).
+        "args": ["--store", store_url, "--domain", config.CLUSTER_DOMAIN, "--workers", "1",
                  "--health-port", str(DNS_HEALTH_PORT), "--ready-port", str(DNS_READY_PORT)],
         "ports": [
             {"name": "dns", "containerPort": 53, "protocol": "UDP"},
