@@ -21,9 +21,10 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,27 @@ def _run(argv: list[str], stdin: str | None = None,
         raise KernelError(f"{argv[0]}: cannot run: {exc.strerror or exc}") from exc
 
 
+def _run_text(argv: list[str], text: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """_run with `text` as stdin, from an in-memory file (memfd) rather than a pipe: subprocess feeds a
+    pipe 4 KiB at a time with a poll per write, which made a 17 MB restore (10,000 Services) 0.3-1 s
+    slower than the same restore reading a file (measured). Encoding 1 MB at a time also spares a second
+    in-memory copy of the whole text."""
+    with os.fdopen(os.memfd_create("netk8s-iptables-restore", os.MFD_CLOEXEC), "w+b") as f:
+        for i in range(0, len(text), 1 << 20):
+            f.write(text[i:i + (1 << 20)].encode())
+        f.flush()
+        f.seek(0)
+        try:
+            return subprocess.run(argv, stdin=f, capture_output=True, text=True, timeout=timeout, check=False)
+        except FileNotFoundError as exc:
+            raise KernelError(f"{argv[0]}: not installed", hint="apt-get install iptables") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise KernelError(f"{' '.join(argv)}: timed out after {timeout}s",
+                              hint="another process may hold the xtables lock") from exc
+        except OSError as exc:
+            raise KernelError(f"{argv[0]}: cannot run: {exc.strerror or exc}") from exc
+
+
 def failing_line(stderr: str) -> int | None:
     """The 1-based line number iptables-restore names in its error output, or None."""
     m = _LINE_RE.search(stderr)
@@ -84,7 +106,7 @@ def restore(text: str, noflush: bool = True) -> None:
     On failure raise KernelError naming the failing line with 2 lines of context around it.
     """
     argv = [RESTORE, "--wait"] + (["--noflush"] if noflush else [])
-    proc = _run(argv, stdin=text)
+    proc = _run_text(argv, text)
     if proc.returncode == 0:
         return
     err = proc.stderr.strip()
@@ -117,6 +139,69 @@ def chain_exists(table: str, chain: str) -> bool:
 def list_chains(table: str) -> set[str]:
     """Names of every chain in `table` (built-in ones included), from `iptables-legacy-save -t TABLE`."""
     return set(parse_save(save(table)).get(table, {}))
+
+
+def _table_section(text: str, table: str) -> list[str]:
+    """The lines of `*table ... COMMIT` in iptables-save output (which may hold several tables)."""
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("*"):
+            inside = line[1:].strip() == table
+        elif inside and line.strip() == "COMMIT":
+            inside = False
+        elif inside:
+            out.append(line)
+    return out
+
+
+def ensure_rules_text(saved: Mapping[str, str], rules: Mapping[str, Mapping[str, Sequence[str]]]) -> str:
+    """Pure: restore text adding the rules of `rules` (table -> built-in chain -> rules, top to bottom)
+    that `saved` (table -> `iptables-save -t TABLE` output) lacks; "" when none is missing.
+
+    kube-proxy's EnsureChain + EnsureRule(Prepend) per jump (pkg/proxy/iptables/proxier.go,
+    iptablesJumpChains): a missing rule is inserted at the top of its chain, bottom rule first, so that
+    they read in the given order; a missing target chain is created empty (`-N`); present rules and every
+    other rule of the chain are left alone. Rules compare word by word (iptables-save prints them the
+    way kube-proxy writes them)."""
+    lines: list[str] = []
+    for table, chains in rules.items():
+        section = _table_section(saved.get(table, ""), table)
+        existing = {line[1:].split()[0] for line in section if line.startswith(":") and len(line) > 1}
+        present: dict[str, set[tuple[str, ...]]] = {}
+        for line in section:
+            if line.startswith("[") and "] " in line:  # `iptables-save -c` counters
+                line = line.split("] ", 1)[1]
+            if line.startswith("-A ") and line.split(None, 2)[1] in chains:
+                words = shlex.split(line)
+                present.setdefault(words[1], set()).add(tuple(words[2:]))
+        new_chains: list[str] = []
+        inserts: list[str] = []
+        for chain, wanted in chains.items():
+            for rule in reversed(wanted):
+                words = shlex.split(rule)
+                if tuple(words) in present.get(chain, set()):
+                    continue
+                if "-j" in words[:-1]:
+                    target = words[words.index("-j") + 1]
+                    if target.startswith("KUBE-") and target not in existing and target not in new_chains:
+                        new_chains.append(target)
+                inserts.append(f"-I {chain} 1 {rule}")
+        if inserts:
+            lines += [f"*{table}", *(f"-N {c}" for c in new_chains), *inserts, "COMMIT"]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def ensure_rules(rules: Mapping[str, Mapping[str, Sequence[str]]]) -> str:
+    """Make sure every rule of `rules` (table -> built-in chain -> rules) is in the kernel, adding only the
+    missing ones (ensure_rules_text): one `iptables-legacy-save -t TABLE` per table, then at most one
+    restore. kube-proxy runs `iptables -C` then `-I` per rule; with the legacy backend each call reads
+    the whole table (~0.4 s for the nat table of 10,000 Services), so one save per table is cheaper.
+    Returns the restore text applied ("" when nothing was missing)."""
+    text = ensure_rules_text({table: save(table) for table in rules}, rules)
+    if text:
+        restore(text)
+    return text
 
 
 # ---------------------------------------------------------------- counters

@@ -5,15 +5,15 @@ Services and EndpointSlices become ServicePort entries, each with its endpoints 
 
 `build_state` follows kube-proxy's change trackers (pkg/proxy/serviceport.go newBaseServiceInfo,
 pkg/proxy/endpointslicecache.go) and `categorize` follows pkg/proxy/topology.go CategorizeEndpoints
-(without topology hints, which netk8s nodes do not carry).
+(without topology hints, which netk8s nodes do not carry). `StateCache` is build_state kept current one
+Service or EndpointSlice at a time, the way kube-proxy's trackers apply each informer event.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from netk8s import config
@@ -26,7 +26,7 @@ LABEL_SERVICE_NAME = "kubernetes.io/service-name"  # discovery.LabelServiceName 
 DEFAULT_AFFINITY_TIMEOUT = 10800
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     ip: str
     port: int
@@ -35,10 +35,12 @@ class Endpoint:
     serving: bool
     terminating: bool
     local: bool  # on the node the proxy runs on
+    # `ip:port`, computed once: renderers use it for every rule of the endpoint. Slots keep the 50,000
+    # endpoints of a 10,000-Service cluster small (no per-object __dict__).
+    addr: str = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def addr(self) -> str:
-        return f"{self.ip}:{self.port}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "addr", f"{self.ip}:{self.port}")
 
     @property
     def usable(self) -> bool:
@@ -46,7 +48,7 @@ class Endpoint:
         return self.ready or (self.serving and self.terminating)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServicePort:
     namespace: str
     name: str
@@ -62,11 +64,14 @@ class ServicePort:
     external_policy_local: bool = False  # externalTrafficPolicy: Local
     internal_policy_local: bool = False  # internalTrafficPolicy: Local
     health_check_node_port: int | None = None
+    # Derived once (renderers read them for every rule); not compared.
+    key: str = field(init=False, repr=False, compare=False)  # kube-proxy's ServicePortName `ns/name[:port]`
+    proto_lower: str = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def key(self) -> str:
-        """kube-proxy's ServicePortName: `ns/name:port` (`ns/name` for an unnamed port)."""
-        return f"{self.namespace}/{self.name}" + (f":{self.port_name}" if self.port_name else "")
+    def __post_init__(self) -> None:
+        key = f"{self.namespace}/{self.name}" + (f":{self.port_name}" if self.port_name else "")
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "proto_lower", self.protocol.lower())
 
     @property
     def service_key(self) -> str:
@@ -92,10 +97,6 @@ class ServicePort:
     @property
     def uses_local_endpoints(self) -> bool:
         return self.internal_policy_local or (self.external_policy_local and self.externally_accessible)
-
-    @cached_property
-    def proto_lower(self) -> str:
-        return self.protocol.lower()
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,14 @@ class ProxyState:
 # Services
 
 
+# What ipaddress.IPv4Address accepts (dotted quad, no leading zeros), without its per-octet Python parsing:
+# build_state checks every ClusterIP and endpoint address.
+_IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}", re.ASCII)
+
+
 def _is_ipv4(text: str) -> bool:
-    try:
-        return ipaddress.ip_address(text).version == 4
-    except ValueError:
-        return False
+    return isinstance(text, str) and _IPV4.fullmatch(text) is not None
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
@@ -209,6 +213,52 @@ def _condition(conds: Mapping[str, Any], name: str, default: bool) -> bool:
     return default if value is None else bool(value)
 
 
+# One EndpointSlice as the proxy needs it: per slice port, (port name, protocol, port number, endpoints).
+SlicePorts = tuple[tuple[str, str, int, tuple[Endpoint, ...]], ...]
+
+
+def slice_ports(sl: Mapping[str, Any], node_name: str) -> SlicePorts:
+    """The endpoints of one EndpointSlice, per port (ports without a number are skipped), conditions
+    defaulted like kube-proxy's EndpointSliceCache (ready: true, serving: ready, terminating: false).
+    Only IPv4 slices and the first address of each endpoint count."""
+    if sl.get("addressType", "IPv4") != "IPv4":
+        return ()
+    parsed: list[tuple[str | None, bool, bool, bool, str]] = []
+    for ep in sl.get("endpoints") or ():
+        addrs = ep.get("addresses") or ()
+        if not addrs or not _is_ipv4(addrs[0]):
+            continue
+        conds = ep.get("conditions") or {}
+        ready = _condition(conds, "ready", True)
+        node = ep.get("nodeName")
+        serving = _condition(conds, "serving", ready)
+        parsed.append((node, ready, serving, _condition(conds, "terminating", False), addrs[0]))
+    out = []
+    mine = bool(node_name)
+    for sp in sl.get("ports") or ():
+        port = int(sp.get("port") or 0)
+        if port <= 0:
+            continue
+        eps = tuple(Endpoint(ip, port, node, ready, serving, terminating, mine and node == node_name)
+                    for node, ready, serving, terminating, ip in parsed)
+        out.append((sp.get("name") or "", (sp.get("protocol") or "TCP").upper(), port, eps))
+    return tuple(out)
+
+
+def merge_endpoints(slices: Iterable[SlicePorts], port_name: str, protocol: str) -> tuple[Endpoint, ...]:
+    """Endpoints of one service port from its slices (EndpointSliceCache): port matched by name and
+    protocol, deduplicated by ip:port (a local copy wins), sorted by the `ip:port` string."""
+    found: dict[str, Endpoint] = {}
+    for ports in slices:
+        for name, proto, _, eps in ports:
+            if name != port_name or proto != protocol:
+                continue
+            for e in eps:
+                if e.local or e.addr not in found:
+                    found[e.addr] = e
+    return tuple(found[a] for a in sorted(found))
+
+
 def slice_endpoints(
     slices: Iterable[Mapping[str, Any]], namespace: str, service: str, port_name: str, protocol: str,
     node_name: str,
@@ -216,54 +266,130 @@ def slice_endpoints(
     """Endpoints of one service port from the slices labelled for that service, like kube-proxy's
     EndpointSliceCache: port matched by name and protocol, deduplicated by ip:port (a local copy wins),
     sorted by the `ip:port` string, conditions defaulted (ready: true, serving: ready, terminating: false)."""
-    found: dict[str, Endpoint] = {}
-    for sl in slices:
-        meta = sl.get("metadata") or {}
-        if (meta.get("namespace") or "default") != namespace:
-            continue
-        if _labels(sl).get(LABEL_SERVICE_NAME) != service:
-            continue
-        if sl.get("addressType", "IPv4") != "IPv4":
-            continue
-        for sp in sl.get("ports") or ():
-            if (sp.get("name") or "") != port_name or (sp.get("protocol") or "TCP").upper() != protocol:
-                continue
-            port = int(sp.get("port") or 0)
-            if port <= 0:
-                continue
-            for ep in sl.get("endpoints") or ():
-                addrs = ep.get("addresses") or ()
-                if not addrs or not _is_ipv4(addrs[0]):
-                    continue
-                conds = ep.get("conditions") or {}
-                ready = _condition(conds, "ready", True)
-                serving = _condition(conds, "serving", ready)
-                terminating = _condition(conds, "terminating", False)
-                node = ep.get("nodeName")
-                local = bool(node_name) and node == node_name
-                e = Endpoint(ip=addrs[0], port=port, node=node, ready=ready, serving=serving,
-                             terminating=terminating, local=local)
-                if e.addr not in found or local:
-                    found[e.addr] = e
-    return tuple(found[a] for a in sorted(found))
+    mine = [sl for sl in slices if ((sl.get("metadata") or {}).get("namespace") or "default") == namespace
+            and _labels(sl).get(LABEL_SERVICE_NAME) == service]
+    return merge_endpoints((slice_ports(sl, node_name) for sl in mine), port_name, protocol)
+
+
+ObjKey = tuple[str, str]  # (namespace, name)
+
+
+def _obj_key(obj: Mapping[str, Any]) -> ObjKey:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "default", meta.get("name") or "")
+
+
+class StateCache:
+    """The proxy's view, kept current object by object (kube-proxy's ServiceChangeTracker and
+    EndpointsChangeTracker apply each informer event to their maps the same way).
+
+    It keeps what the proxy needs of each object, not the objects: the ServicePorts of every Service and
+    the parsed ports of every EndpointSlice, indexed by the Service they belong to. `update` turns one
+    Service or EndpointSlice (or its deletion) into a new ProxyState in which only that Service's ports
+    are recomputed; the previous ProxyState is left as it was (the proxier diffs the two and keeps the one
+    it last applied)."""
+
+    __slots__ = ("node_name", "ports", "slice_service", "slices", "state")
+
+    def __init__(self, node_name: str) -> None:
+        self.node_name = node_name
+        self.ports: dict[ObjKey, tuple[ServicePort, ...]] = {}  # Service -> its ports
+        self.slices: dict[ObjKey, dict[str, SlicePorts]] = {}  # Service -> slice name -> its ports
+        self.slice_service: dict[ObjKey, ObjKey] = {}  # slice -> the Service its label names
+        self.state = ProxyState()
+
+    def reset(self, services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]]) -> ProxyState:
+        """Start over from every object (the first sync)."""
+        self.ports, self.slices, self.slice_service = {}, {}, {}
+        for sl in slices:
+            self._set_slice(sl)
+        state = ProxyState()
+        for svc in services:
+            key = _obj_key(svc)
+            ports = tuple(service_ports(svc))
+            if ports:
+                self.ports[key] = ports
+            self._fill(state, key)
+        self.state = state
+        return state
+
+    def _set_slice(self, sl: Mapping[str, Any]) -> ObjKey | None:
+        """Index a slice under its Service; returns the Service it used to belong to, if another."""
+        key = _obj_key(sl)
+        old = self._drop_slice(key)
+        svc_name = _labels(sl).get(LABEL_SERVICE_NAME)
+        if svc_name:
+            svc = (key[0], svc_name)
+            self.slices.setdefault(svc, {})[key[1]] = slice_ports(sl, self.node_name)
+            self.slice_service[key] = svc
+        return old
+
+    def _drop_slice(self, key: ObjKey) -> ObjKey | None:
+        svc = self.slice_service.pop(key, None)
+        if svc is not None:
+            mine = self.slices.get(svc, {})
+            mine.pop(key[1], None)
+            if not mine:
+                self.slices.pop(svc, None)
+        return svc
+
+    def _fill(self, state: ProxyState, svc: ObjKey) -> None:
+        """Write a Service's ports and their endpoints into `state`."""
+        ports = self.ports.get(svc, ())
+        if not ports:
+            return
+        mine = self.slices.get(svc, {})
+        slices = [mine[name] for name in sorted(mine)]  # the order build_state sees them in (by name)
+        for sp in ports:
+            state.services[sp.key] = sp
+            state.endpoints[sp.key] = merge_endpoints(slices, sp.port_name, sp.protocol)
+
+    def update(self, kind: str, obj: Mapping[str, Any], deleted: bool = False) -> set[str]:
+        """Apply one Service or EndpointSlice (or its deletion) to a copy of the state, which becomes
+        `self.state`. Returns the service port keys whose entries were recomputed or removed (empty:
+        nothing the proxy sees changed, and `self.state` is the same object as before)."""
+        key = _obj_key(obj)
+        touched: set[ObjKey] = set()
+        gone: list[str] = []  # port keys that no longer exist
+        if kind == "Service":
+            ports = () if deleted else tuple(service_ports(obj))
+            old = self.ports.get(key, ())
+            if ports == old:
+                return set()
+            if ports:
+                self.ports[key] = ports
+            else:
+                self.ports.pop(key, None)
+            keep = {sp.key for sp in ports}
+            gone = [sp.key for sp in old if sp.key not in keep]
+            touched.add(key)
+        elif kind == "EndpointSlice":
+            before = self.slice_service.get(key)
+            if deleted:
+                self._drop_slice(key)
+            else:
+                self._set_slice(obj)
+            after = self.slice_service.get(key)
+            touched = {svc for svc in (before, after) if svc is not None and svc in self.ports}
+        else:
+            return set()
+        if not touched:
+            return set()
+        # Copy on write: a shallow copy of two dicts (fast even at 10,000 Services) keeps the previous
+        # state intact for the proxier, which compares it with this one and keeps the one it applied.
+        state = ProxyState(dict(self.state.services), dict(self.state.endpoints))
+        for k in gone:
+            state.services.pop(k, None)
+            state.endpoints.pop(k, None)
+        for svc in touched:
+            self._fill(state, svc)
+        self.state = state
+        return set(gone) | {sp.key for svc in touched for sp in self.ports.get(svc, ())}
 
 
 def build_state(services: list[dict], slices: list[dict], node_name: str) -> ProxyState:
     """The proxy's view from every Service and EndpointSlice, as seen from `node_name`."""
-    by_service: dict[tuple[str, str], list[dict]] = {}
-    for sl in slices:
-        meta = sl.get("metadata") or {}
-        svc_name = _labels(sl).get(LABEL_SERVICE_NAME)
-        if svc_name:
-            by_service.setdefault((meta.get("namespace") or "default", svc_name), []).append(sl)
-    state = ProxyState()
-    for svc in services:
-        for sp in service_ports(svc):
-            state.services[sp.key] = sp
-            mine = by_service.get((sp.namespace, sp.name), [])
-            state.endpoints[sp.key] = slice_endpoints(
-                mine, sp.namespace, sp.name, sp.port_name, sp.protocol, node_name)
-    return state
+    return StateCache(node_name).reset(services, slices)
 
 
 # ---------------------------------------------------------------------------------------------------------

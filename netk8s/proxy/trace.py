@@ -12,6 +12,8 @@ raises instead of being silently mis-evaluated.
 FakeRestore models legacy iptables-restore semantics (the backend netk8s programs): each table is
 committed at its COMMIT line; `--noflush` keeps chains that the input does not declare; declaring a user
 chain creates or flushes it; declaring a built-in chain only sets its policy (it is NOT flushed).
+`FakeRestore.ensure_rules` is the fake of netk8s.dataplane.iptables.ensure_rules (the built-in chains'
+jumps, which the iptables proxier ensures apart from its restore text).
 """
 
 from __future__ import annotations
@@ -366,6 +368,25 @@ class FakeRestore:
                 raise _RestoreError(f"chain {name} is still referenced ({len(refs)} rules, e.g. {refs[0]})")
         del work[name]
 
+    def ensure_rules(self, rules: dict[str, dict[str, tuple[str, ...]]]) -> list[str]:
+        """The fake of netk8s.dataplane.iptables.ensure_rules (kube-proxy's EnsureChain + EnsureRule
+        Prepend): each rule missing from its built-in chain is inserted at the top, bottom rule first, its
+        target chain created if absent; present rules and other rules are left alone. Returns the rules
+        inserted (`table chain rule`)."""
+        done = []
+        for table, chains in rules.items():
+            work = self.tables.setdefault(table, _fresh_table(table))
+            for chain, wanted in chains.items():
+                for text in reversed(wanted):
+                    rule = parse_rule(chain, shlex.split(text))
+                    if any(r.args == rule.args for r in work[chain].rules):
+                        continue
+                    if rule.target and rule.target not in BUILTIN_TARGETS and rule.target not in work:
+                        work[rule.target] = Chain(rule.target, False)
+                    work[chain].rules.insert(0, rule)
+                    done.append(f"{table} {chain} {text}")
+        return done
+
     # -- reading --------------------------------------------------------------------------------------
     def chains(self, table: str) -> set[str]:
         return set(self.tables.get(table, {}))
@@ -405,9 +426,13 @@ class Ruleset:
     tables: dict[str, dict[str, Chain]]
 
     @classmethod
-    def parse(cls, text: str) -> Ruleset:
-        """From iptables-restore input (a render) or iptables-save output (with or without -c)."""
+    def parse(cls, text: str, jumps: dict[str, dict[str, tuple[str, ...]]] | None = None) -> Ruleset:
+        """From iptables-restore input (a render) or iptables-save output (with or without -c).
+        `jumps`: the built-in chains' jumps to add first (netk8s.proxy.iptables.BUILTIN_JUMPS: a render
+        does not hold them, the proxier ensures them apart), so a trace starts at the real hooks."""
         fake = FakeRestore(strict=False)
+        if jumps:
+            fake.ensure_rules(jumps)
         fake.apply(text, noflush=True)
         return fake.ruleset()
 

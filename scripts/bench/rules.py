@@ -204,8 +204,9 @@ def _ratio_reason(r: dict) -> str:
 
 def _partial_reason(r: dict) -> str:
     b, a = r.get("partial_build"), r.get("partial_apply")
-    return (f"each change rebuilds the whole state (build {fmt(b, 's')}) before rendering; "
-            f"apply takes {fmt(a, 's')}.")
+    return (f"state update from the event {fmt(b, 's')}; the `nft -f` / restore apply takes {fmt(a, 's')} "
+            f"(nft reads the table's sets, the services' anonymous vmaps included, for any `add rule` or "
+            f"`add element`).")
 
 
 def plot(sec: Section, path: Path, quick: bool) -> bool:

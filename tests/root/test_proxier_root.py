@@ -212,3 +212,35 @@ def test_broken_restore_names_the_failing_line(ns: str) -> None:
     assert ":KUBE-SVC-X - [0:0]" in out and "COMMIT" in out  # two lines of context around it
     # nothing was applied: the table is all-or-nothing
     assert run(["iptables-legacy", "-w", "-t", "nat", "-S", "KUBE-SVC-X"], check=False).returncode != 0
+
+
+def test_full_syncs_leave_other_rules_in_builtin_chains(ns: str) -> None:
+    """kube-proxy never flushes the built-in chains: a neighbour's masquerade rule in nat POSTROUTING
+    survives full syncs, and a jump someone deleted comes back (at the top) on the next full sync."""
+    theirs = ["-s", "10.244.0.0/16", "!", "-d", "10.244.0.0/16", "-j", "MASQUERADE"]
+    run(["iptables-legacy", "-w", "-t", "nat", "-A", "POSTROUTING", *theirs])
+    run(["iptables-legacy", "-w", "-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "22",
+         "-j", "ACCEPT"])
+    driver = Driver()
+    try:
+        first = driver.sync(0.0)
+        assert first["ok"] and first["mode"] == "full", first
+        run(["iptables-legacy", "-w", "-t", "nat", "-D", "PREROUTING", "-m", "comment", "--comment",
+             "kubernetes service portals", "-j", "KUBE-SERVICES"])
+        for t in (61.0, 122.0):  # two periodic full syncs (full_sync_period 60 s)
+            s = driver.sync(t)
+            assert s["ok"] and s["mode"] == "full", s
+        post = run(["iptables-legacy", "-w", "-t", "nat", "-S", "POSTROUTING"]).stdout.splitlines()
+        ours = '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'
+        assert post == ["-P POSTROUTING ACCEPT", ours,
+                        "-A POSTROUTING -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE"], post
+        pre = run(["iptables-legacy", "-w", "-t", "nat", "-S", "PREROUTING"]).stdout.splitlines()
+        jump = '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'
+        assert pre == ["-P PREROUTING ACCEPT", jump], pre
+        inp = run(["iptables-legacy", "-w", "-t", "filter", "-S", "INPUT"]).stdout.splitlines()
+        assert [line.rsplit(" ", 1)[1] for line in inp[1:]] == [
+            "KUBE-PROXY-FIREWALL", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", "ACCEPT"], inp
+        saved = run(["iptables-legacy-save"]).stdout
+        assert s["rules"] == sum(1 for line in saved.splitlines() if line.startswith("-A ")) - 2
+    finally:
+        driver.close()

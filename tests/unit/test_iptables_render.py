@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,9 @@ import pytest
 
 from netk8s.errors import KernelError
 from netk8s.proxy.iptables import (
+    BUILTIN_JUMPS,
     chains_for_cleanup,
+    jumps_text,
     probability,
     render_full,
     render_partial,
@@ -25,6 +26,13 @@ from netk8s.proxy.trace import FakeRestore
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "iptables"
 NODE = NodeContext(node_name="node1", node_ips=("192.168.56.11",))
+
+
+def kernel() -> FakeRestore:
+    """A fake kernel as a full sync leaves it before the restore: the built-in chains' jumps ensured."""
+    fake = FakeRestore()
+    fake.ensure_rules(BUILTIN_JUMPS)
+    return fake
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -143,12 +151,13 @@ def test_golden(name: str) -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_full_render_applies_twice(name: str) -> None:
-    """Every full render is accepted by the fake kernel, and a second run leaves the same state
-    (no duplicated built-in jumps)."""
-    fake = FakeRestore()
+    """Every full render is accepted by the fake kernel, and a second full sync (jumps ensured again, then
+    the restore) leaves the same state (no duplicated built-in jumps)."""
+    fake = kernel()
     r = render_full(state_of(name), NODE)
     fake.apply(r.text)
     first = fake.save()
+    assert fake.ensure_rules(BUILTIN_JUMPS) == []
     fake.apply(r.text)
     assert fake.save() == first
     assert fake.rule_count() == r.rule_count
@@ -262,16 +271,40 @@ def test_terminating_fallback_uses_serving_terminating_only() -> None:
 
 
 def test_builtin_jumps_in_kube_proxy_order() -> None:
-    text = render_full(state_of("clusterip_3_endpoints"), NODE).text
-    fwd = [ln.rsplit("-j ", 1)[1] for ln in text.splitlines() if ln.startswith("-A FORWARD ")]
-    assert fwd == ["KUBE-PROXY-FIREWALL", "KUBE-FORWARD", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"]
-    inp = [ln.rsplit("-j ", 1)[1] for ln in text.splitlines() if ln.startswith("-A INPUT ")]
-    assert inp == ["KUBE-PROXY-FIREWALL", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES"]
-    assert '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in text
-    assert '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in text
-    assert '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING' in text
-    for chain in ("INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"):
-        assert f"-F {chain}" in text
+    fake = FakeRestore()
+    fake.ensure_rules(BUILTIN_JUMPS)
+    rs = fake.ruleset()
+    assert [r.target for r in rs.rules("filter", "FORWARD")] == [
+        "KUBE-PROXY-FIREWALL", "KUBE-FORWARD", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"]
+    assert [r.target for r in rs.rules("filter", "INPUT")] == [
+        "KUBE-PROXY-FIREWALL", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES"]
+    saved = fake.save()
+    assert '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in saved
+    assert '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in saved
+    assert '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING' in saved
+    on_empty = FakeRestore()
+    on_empty.apply(jumps_text())
+    assert on_empty.save() == saved
+
+
+def test_render_never_touches_builtin_chains() -> None:
+    """kube-proxy never flushes or declares PREROUTING, POSTROUTING, INPUT...: someone else's rules there
+    survive every sync (the jumps are ensured apart, by the proxier)."""
+    for name in SCENARIOS:
+        text = render_full(state_of(name), NODE).text
+        for chain in ("INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"):
+            assert f":{chain} " not in text and f"-F {chain}" not in text and f"-A {chain} " not in text
+
+
+def test_someone_elses_postrouting_rule_survives_full_syncs() -> None:
+    fake = FakeRestore()
+    theirs = "*nat\n-A POSTROUTING -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE\nCOMMIT\n"
+    fake.apply(theirs)
+    for _ in range(2):  # two full syncs: ensure the jumps, then restore
+        fake.ensure_rules(BUILTIN_JUMPS)
+        fake.apply(render_full(state_of("clusterip_3_endpoints"), NODE).text)
+    post = [r.target for r in fake.ruleset().rules("nat", "POSTROUTING")]
+    assert post == ["KUBE-POSTROUTING", "MASQUERADE"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -297,7 +330,7 @@ def test_partial_changes_only_changed_service_chains() -> None:
     services, slices = _all_services()
     before = build_state(services, slices, "node1")
     full = render_full(before, NODE)
-    fake = FakeRestore()
+    fake = kernel()
     fake.apply(full.text)
 
     # web loses one endpoint and gains another.
@@ -319,7 +352,7 @@ def test_partial_changes_only_changed_service_chains() -> None:
     other = set().union(*(set(c) for k, c in part.service_chains.items() if k != "default/web:http"))
     assert not any(ln.split()[1] in other for ln in part.text.splitlines() if ln.startswith("-A "))
     # Applied on top of the previous state it equals a fresh full render.
-    fresh = FakeRestore()
+    fresh = kernel()
     fresh.apply(render_full(after, NODE).text)
     assert fake.save() == fresh.save()
     assert part.chains == render_full(after, NODE).chains
@@ -417,23 +450,33 @@ def test_fake_restore_noflush_keeps_undeclared_chains() -> None:
     assert fake.chains("nat") == {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "KUBE-A"}
 
 
-def test_cleanup_removes_everything() -> None:
+def test_cleanup_removes_everything_but_others_rules() -> None:
     services, slices = _all_services()
-    fake = FakeRestore()
+    fake = kernel()
+    fake.apply("*nat\n-A POSTROUTING -s 10.244.0.0/16 -j MASQUERADE\nCOMMIT\n")
+    fake.apply(render_full(build_state(services, slices, "node1"), NODE).text)
+    fake.apply(chains_for_cleanup(saved={"nat": fake.save(), "filter": fake.save()}))
+    assert not any(c.startswith("KUBE-") for t in ("nat", "filter") for c in fake.chains(t))
+    assert [r.target for r in fake.ruleset().rules("nat", "POSTROUTING")] == ["MASQUERADE"]
+    assert fake.rule_count() == 1
+    # On a clean table (and on a second run) it still applies: only present jumps are deleted.
+    fake.apply(chains_for_cleanup(saved={"nat": fake.save(), "filter": fake.save()}))
+    fake.apply(chains_for_cleanup(saved={"nat": fake.save(), "filter": fake.save()}))
+
+
+def test_cleanup_with_chain_list_and_no_saved_rules_assumes_jumps_present() -> None:
+    services, slices = _all_services()
+    fake = kernel()
     fake.apply(render_full(build_state(services, slices, "node1"), NODE).text)
     fake.apply(chains_for_cleanup({"nat": fake.chains("nat"), "filter": fake.chains("filter")}))
-    assert not any(c.startswith("KUBE-") for t in ("nat", "filter") for c in fake.chains(t))
-    assert fake.rule_count() == 0
-    # Without the existing chains it still applies on a clean table (and on a second run).
-    fake.apply(chains_for_cleanup())
-    fake.apply(chains_for_cleanup())
+    assert fake.rule_count() == 0 and not any(c.startswith("KUBE-") for c in fake.chains("nat"))
 
 
 def test_cleanup_without_chain_list_cannot_drop_mark_masq_in_use() -> None:
-    fake = FakeRestore()
+    fake = kernel()
     fake.apply(render_full(state_of("clusterip_3_endpoints"), NODE).text)
     with pytest.raises(KernelError, match="referenced"):
-        fake.apply(chains_for_cleanup())
+        fake.apply(chains_for_cleanup(saved={"nat": "", "filter": ""}))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -455,3 +498,12 @@ def test_render_10000_services_large_cluster_mode() -> None:
     assert r.rule_count > 10_000 * 13
     # Large-cluster mode (kube-proxy: > 1000 endpoints) drops per-endpoint comments.
     assert "-> 10.244." not in r.text
+
+
+def test_fast_chain_hash_matches_kube_chain_hash() -> None:
+    from netk8s.model.naming import kube_chain_hash
+    from netk8s.proxy.iptables import fast_chain_hash
+
+    for text in ("", "default/web:httptcp", "default/web:httptcp10.244.1.5:8080", "x" * 500, "ü"):
+        for prefix in ("KUBE-SVC-", "KUBE-SEP-"):
+            assert fast_chain_hash(prefix, text) == kube_chain_hash(prefix, text)

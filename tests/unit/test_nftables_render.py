@@ -473,3 +473,72 @@ def test_rules_view_follows_elements_to_endpoint_counters() -> None:
     assert "numgen random mod 3 vmap { ... }" in text and "(rule handle 12)" in text
     assert "10.244.3.5:8080" in text and "66.7%" in text
     assert text.rstrip().endswith("1 service port(s), 9 connection(s) sent to endpoints")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Partial renders touch only the changed service ports, and add up to a full render
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_partial_renders_in_sequence_leave_what_a_full_render_would(seed: int) -> None:
+    """Each partial render starts from the previous one's summaries and re-renders only the changed service
+    ports; applied one after the other (stale chains deleted as the proxier does), the table matches a
+    fresh full render: chains, rules, map and set elements."""
+    import random
+
+    rnd = random.Random(seed)
+    services, slices = many(40)
+    prev = nft.render_full(build_state(services, slices, "node1"), NODE)
+    fake = applied(prev)
+    for _ in range(25):
+        i = rnd.randrange(40)
+        what = rnd.random()
+        name = f"s{i}"
+        if what < 0.5:
+            slices[i]["endpoints"] = [ep(f"10.244.9.{rnd.randrange(2, 60)}", f"node{rnd.randrange(1, 4)}")
+                                      for _ in range(rnd.randrange(0, 4))]
+        elif what < 0.7:
+            services[i] = svc(name, services[i]["spec"]["clusterIP"], HTTP, type="NodePort")
+            services[i]["spec"]["ports"] = [dict(HTTP[0], nodePort=30000 + i)]
+        elif what < 0.85:
+            services[i] = svc(name, services[i]["spec"]["clusterIP"], HTTP, sessionAffinity="ClientIP")
+        else:
+            services[i] = svc(name, services[i]["spec"]["clusterIP"], HTTP)
+        state = build_state(services, slices, "node1")
+        part = nft.render_partial(state, NODE, {f"default/{name}"}, prev)
+        applied(part, fake)
+        if part.stale_chains:
+            fake.apply(nft.delete_chains_text(part.stale_chains))
+            part.chains["kube-proxy"] -= set(part.stale_chains)
+        prev = part
+        full = nft.render_full(state, NODE)
+        fresh = applied(full)
+        assert fake.chains() == fresh.chains() == prev.chains["kube-proxy"]
+        assert fake.rule_count() == fresh.rule_count() == prev.rule_count
+        for container in nft.CONTAINERS:
+            assert fake.elements(container) == fresh.elements(container), container
+        for chain in fresh.chains():
+            got = [r.text for r in fake.chain_rules(chain)]
+            assert got == [r.text for r in fresh.chain_rules(chain)], chain
+        assert prev.elements == full.elements and prev.sets == full.sets
+        assert prev.service_chains == full.service_chains
+
+
+def test_partial_render_does_not_render_unchanged_service_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    services, slices = many(200)
+    full = nft.render_full(build_state(services, slices, "node1"), NODE)
+    slices[7]["endpoints"] = slices[7]["endpoints"][:2]
+    rendered: list[str] = []
+    real = nft._render_service
+    monkeypatch.setattr(nft, "_render_service",
+                        lambda sp, eps, node: rendered.append(sp.key) or real(sp, eps, node))
+    nft.render_partial(build_state(services, slices, "node1"), NODE, {"default/s7"}, full)
+    assert rendered == ["default/s7:http"]
+
+
+def test_fast_nft_name_matches_kube_nft_name() -> None:
+    from netk8s.model.naming import kube_nft_name
+
+    for base in ("ns1/svc1/tcp/p80", "default/s1/tcp/http__10.244.1.5/8080", "x" * 300, "ü/ß"):
+        for prefix in ("service-", "endpoint-"):
+            assert nft.fast_nft_name(prefix, base) == kube_nft_name(prefix, base)

@@ -18,6 +18,7 @@ from netk8s.proxy.announce import Announcer, announcer_for, lb_assignments
 from netk8s.proxy.healthcheck import HealthCheckServer
 from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, ServicePort
 from netk8s.proxy.proxier import ChangeTracker, IptablesProxier, health_checks, ready_nodes
+from netk8s.proxy.trace import FakeRestore
 from netk8s.store.base import Event
 
 NODE = NodeContext("node1", ("192.168.56.11",))
@@ -594,6 +595,7 @@ class RestoreEmulator:
         import copy
 
         self.calls += 1
+        self.last = text
         work: dict[str, list[str]] | None = None
         table = ""
         for n, line in enumerate(text.splitlines(), 1):
@@ -661,7 +663,8 @@ def test_real_renderer_partial_syncs_apply_cleanly() -> None:
     nat = emu.tables["nat"]
     assert len({c for c in nat if c.startswith("KUBE-SEP-")}) == 2
     assert all(nat[c] == rules for c, rules in db_chains.items())
-    assert db_chains and not any(f":{c} " in p.rendered.text for c in db_chains)  # db's chains not rewritten
+    assert db_chains and not any(f":{c} " in emu.last for c in db_chains)  # db's chains not rewritten
+    assert p.rendered.text == ""  # applied: only its chain names are kept
     # delete every KUBE- chain behind the proxier's back: the canary notices, a full sync restores them
     emu.tables["nat"] = {c: [] for c in RestoreEmulator.BUILTIN["nat"]}
     p.sync(inf, [], 3.0)
@@ -695,3 +698,219 @@ def test_synced_revision_follows_informer_when_idle(world: tuple[FakeInformer, F
     ev = inf.put({"kind": "Node", "metadata": {"name": "node9"}})
     p.sync(inf, [ev], 0.2)
     assert p.synced_revision == ev.revision
+
+
+# ----------------------------------------------------------------------------- built-in chains' jumps
+
+
+def _fake_kernel_proxier(fake: FakeRestore, inf: FakeInformer, **kw: object) -> IptablesProxier:
+    from netk8s.proxy import iptables as renderer
+
+    k = FakeKernel()
+    return IptablesProxier(NODE, restore_fn=fake.apply, check_fn=lambda t, c: c in fake.chains(t),
+                           conntrack=k, renderer=renderer, healthcheck=k, announcer=k,  # type: ignore[arg-type]
+                           list_chains_fn=fake.chains, ensure_rules_fn=fake.ensure_rules,
+                           save_fn=lambda table: fake.save(), **kw)  # type: ignore[arg-type]
+
+
+def test_someone_elses_postrouting_rule_survives_full_syncs() -> None:
+    """kube-proxy never flushes built-in chains: a neighbour's masquerade rule in nat POSTROUTING (and a
+    user's INPUT rule) stays through full syncs, forced full syncs and the proxier's cleanup."""
+    fake = FakeRestore()
+    fake.apply("*nat\n-A POSTROUTING -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE\nCOMMIT\n"
+               "*filter\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n")
+    inf = FakeInformer()
+    inf.put(svc("web"))
+    inf.put(eps("web", "10.244.1.5", "10.244.2.5"))
+    p = _fake_kernel_proxier(fake, inf, full_sync_period=1.0)
+    for t in (0.0, 1.0, 2.0):  # the first sync and two periodic full syncs
+        p.sync(inf, [], t)
+        assert p.last_sync_stats is not None and p.last_sync_stats.ok and p.last_sync_stats.mode == "full"
+    rs = fake.ruleset()
+    assert [r.target for r in rs.rules("nat", "POSTROUTING")] == ["KUBE-POSTROUTING", "MASQUERADE"]
+    assert [r.target for r in rs.rules("filter", "INPUT")] == [
+        "KUBE-PROXY-FIREWALL", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", "ACCEPT"]
+    assert [r.target for r in rs.rules("nat", "PREROUTING")] == ["KUBE-SERVICES"]  # not duplicated
+    assert p.last_sync_stats.rules == fake.rule_count() - 2  # the two rules that are not ours
+    p.cleanup()
+    rs = fake.ruleset()
+    assert [r.target for r in rs.rules("nat", "POSTROUTING")] == ["MASQUERADE"]
+    assert [r.target for r in rs.rules("filter", "INPUT")] == ["ACCEPT"]
+    assert not any(c.startswith("KUBE-") for t in ("nat", "filter") for c in fake.chains(t))
+
+
+def test_deleted_jump_is_restored_by_the_next_full_sync_only() -> None:
+    fake = FakeRestore()
+    inf = FakeInformer()
+    inf.put(svc("web"))
+    inf.put(eps("web", "10.244.1.5"))
+    p = _fake_kernel_proxier(fake, inf, full_sync_period=10.0, canary_period=1000.0)
+    p.sync(inf, [], 0.0)
+    fake.apply('*nat\n-D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n'
+               'COMMIT\n')
+    p.sync(inf, [inf.put(eps("web", "10.244.1.6"))], 1.0)  # partial: kube-proxy ensures jumps on full syncs
+    assert p.last_sync_stats is not None and p.last_sync_stats.mode == "partial"
+    assert fake.ruleset().rules("nat", "PREROUTING") == []
+    p.sync(inf, [], 10.0)
+    assert p.last_sync_stats.mode == "full"
+    assert [r.target for r in fake.ruleset().rules("nat", "PREROUTING")] == ["KUBE-SERVICES"]
+
+
+def test_fake_restore_default_does_not_reach_the_kernel() -> None:
+    """A proxier given a fake restore gets no kernel ensure/save by default (tests never touch the host)."""
+    from netk8s.proxy import iptables as renderer
+
+    p = IptablesProxier(NODE, restore_fn=lambda text: None, renderer=renderer)
+    assert p.ensure_rules_fn is None and p.save_fn is None
+
+
+# ----------------------------------------------------------------------------- incremental state
+
+
+def _random_world(seed: int) -> list[tuple[str, dict | tuple[str, str, str]]]:
+    """A sequence of puts and deletes of Services and EndpointSlices (several slices per Service,
+    relabelled slices, multi-port Services, headless ones, endpoints moving between nodes)."""
+    import random
+
+    rnd = random.Random(seed)
+    ops: list[tuple[str, dict | tuple[str, str, str]]] = []
+    for _ in range(300):
+        i = rnd.randrange(6)
+        name = f"s{i}"
+        what = rnd.random()
+        if what < 0.3:
+            ports = [{"name": "p", "port": 80, "protocol": "TCP", "targetPort": 8080}]
+            if rnd.random() < 0.4:
+                ports.append({"name": "q", "port": 53, "protocol": "UDP", "targetPort": 53})
+            spec: dict = {"clusterIP": "None" if rnd.random() < 0.1 else f"10.96.0.{10 + i}", "ports": ports}
+            if rnd.random() < 0.3:
+                spec.update(type="NodePort", externalTrafficPolicy="Local")
+                ports[0]["nodePort"] = 30000 + i
+            ops.append(("put", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name,
+                                                                                    "namespace": "default"},
+                                "spec": spec}))
+        elif what < 0.4:
+            ops.append(("delete", ("Service", "default", name)))
+        elif what < 0.9:
+            owner = f"s{rnd.randrange(6)}" if rnd.random() < 0.2 else name
+            ips = [f"10.244.{rnd.randrange(1, 4)}.{rnd.randrange(2, 6)}" for _ in range(rnd.randrange(0, 4))]
+            sl = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                  "metadata": {"name": f"{name}-{rnd.randrange(2)}", "namespace": "default",
+                               "labels": {"kubernetes.io/service-name": owner}},
+                  "ports": [{"name": "p", "port": 8080, "protocol": "TCP"},
+                            {"name": "q", "port": 53, "protocol": "UDP"}],
+                  "endpoints": [{"addresses": [ip], "nodeName": f"node{ip.split('.')[2]}",
+                                 "conditions": {"ready": rnd.random() < 0.8}} for ip in ips]}
+            ops.append(("put", sl))
+        else:
+            ops.append(("delete", ("EndpointSlice", "default", f"{name}-{rnd.randrange(2)}")))
+    return ops
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_incremental_state_equals_a_rebuild_after_every_event(seed: int) -> None:
+    """Event by event (no list() walk), the proxier's state is the one build_state gives from scratch,
+    and what it tracks as changed is exactly what differs from the state last applied."""
+    from netk8s.proxy import iptables as renderer
+    from netk8s.proxy.model import build_state
+
+    inf, k = FakeInformer(), FakeKernel()
+    p = IptablesProxier(NODE, restore_fn=k.restore, check_fn=k.check, conntrack=k, renderer=renderer,
+                        healthcheck=k, announcer=k, list_chains_fn=lambda t: set(),  # type: ignore[arg-type]
+                        canary_period=1e9, full_sync_period=1e9)
+    p.sync(inf, [], 0.0)
+    listed = 0
+    original_list = inf.list
+
+    def counting_list(kind: str, namespace: str | None = None) -> list[dict]:
+        nonlocal listed
+        listed += kind in ("Service", "EndpointSlice")
+        return original_list(kind, namespace)
+
+    inf.list = counting_list  # type: ignore[method-assign]
+    t = 0.0
+    for op, arg in _random_world(seed):
+        t += 0.1
+        if op == "put":
+            assert isinstance(arg, dict)
+            ev = inf.put(arg)
+        else:
+            assert isinstance(arg, tuple)
+            if f"{arg[1]}/{arg[2]}" not in inf.objs[arg[0]]:
+                continue
+            ev = inf.delete(*arg)
+        applied = p.applied
+        p.sync(inf, [ev], t)
+        want = build_state(original_list("Service"), original_list("EndpointSlice"), "node1")
+        assert p.seen == want
+        assert p.applied == want and p.pending() == set()
+        changed = {key for key in set(want.services) | set(applied.services)
+                   if want.services.get(key) != applied.services.get(key)
+                   or sorted(want.endpoints.get(key, ()), key=lambda e: e.addr)
+                   != sorted(applied.endpoints.get(key, ()), key=lambda e: e.addr)}
+        if changed:
+            assert p.last_sync_stats is not None and p.last_sync_stats.changed == len(changed)
+    assert listed == 0
+
+
+def test_event_without_its_object_falls_back_to_a_rebuild(world: tuple[FakeInformer, FakeKernel]) -> None:
+    from types import SimpleNamespace
+
+    inf, k = world
+    p = IptablesProxier(NODE, restore_fn=k.restore, check_fn=k.check, conntrack=k,
+                        renderer=StandInRenderer(), healthcheck=k, announcer=k,  # type: ignore[arg-type]
+                        list_chains_fn=lambda t: set())
+    p.sync(inf, [], 0.0)
+    inf.put(eps("web", "10.244.9.9"))
+    p.sync(inf, [SimpleNamespace(object={"kind": "EndpointSlice"})], 0.2)
+    assert p.pending() == set() and k.restores[-1] == "partial:default/web:p"
+
+
+# ----------------------------------------------------------------------------- dataplane ensure_rules (pure part)
+
+
+def test_ensure_rules_text_adds_only_missing_jumps_at_the_top() -> None:
+    from netk8s.proxy.iptables import BUILTIN_JUMPS
+
+    saved_nat = """# Generated by iptables-save v1.8.9
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+[4:240] -A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE
+COMMIT
+"""
+    text = dp_iptables.ensure_rules_text({"nat": saved_nat, "filter": ""}, BUILTIN_JUMPS)
+    nat = text.split("*nat\n", 1)[1].split("COMMIT", 1)[0].splitlines()
+    assert nat == ["-N KUBE-POSTROUTING",
+                   '-I OUTPUT 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+                   '-I POSTROUTING 1 -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING']
+    # filter: nothing there, every jump inserted bottom up so they end in BUILTIN_JUMPS order
+    fake = FakeRestore()
+    fake.apply(text.split("COMMIT\n", 1)[0] + "COMMIT\n")
+    assert [r.target for r in fake.ruleset().rules("filter", "FORWARD")] == [
+        "KUBE-PROXY-FIREWALL", "KUBE-FORWARD", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"]
+    # once everything is there: nothing to do
+    full = FakeRestore()
+    full.ensure_rules(BUILTIN_JUMPS)
+    assert dp_iptables.ensure_rules_text({"nat": full.save(), "filter": full.save()}, BUILTIN_JUMPS) == ""
+
+
+def test_restore_feeds_the_whole_text_from_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    got: dict[str, str] = {}
+
+    def fake_run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        stdin = kw["stdin"]
+        got["text"] = stdin.read().decode()  # type: ignore[attr-defined]
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(dp_iptables.subprocess, "run", fake_run)
+    text = "*nat\n" + "".join(f'-A KUBE-X -m comment --comment "ü {i}" -j ACCEPT\n' for i in range(40000)) + "COMMIT\n"
+    assert len(text) > 1 << 20  # several 1 MB pieces
+    dp_iptables.restore(text)
+    assert got["text"] == text

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from netk8s.errors import ValidationError
-from netk8s.proxy.iptables import render_full, render_partial
+from netk8s.proxy.iptables import BUILTIN_JUMPS, render_full, render_partial
 from netk8s.proxy.model import NodeContext, build_state
 from netk8s.proxy.trace import FakeRestore, Ruleset, trace
 from tests.unit.test_iptables_render import HTTP_EP, NODE, THREE, ep, eps_slice, scenario, state_of
@@ -20,8 +20,15 @@ POD = "10.244.2.33"  # a pod on another node, reaching this node's rules through
 EXTERNAL = "192.168.56.100"  # the external client, outside the cluster CIDR
 
 
-def rules_for(name: str, node: NodeContext = NODE) -> Ruleset:
+def kernel() -> FakeRestore:
+    """A fake kernel with the built-in chains' jumps, as the proxier's full sync ensures them."""
     fake = FakeRestore()
+    fake.ensure_rules(BUILTIN_JUMPS)
+    return fake
+
+
+def rules_for(name: str, node: NodeContext = NODE) -> Ruleset:
+    fake = kernel()
     fake.apply(render_full(state_of(name, node), node).text)
     return fake.ruleset()
 
@@ -182,7 +189,7 @@ def test_terminating_fallback() -> None:
 def test_random_balancing_is_uniform(n: int) -> None:
     endpoints = [ep(f"10.244.{i % 3 + 1}.{i + 10}", f"node{i % 3 + 1}") for i in range(n)]
     st = build_state(*_web(endpoints), "node1")
-    rs = Ruleset.parse(render_full(st, NODE).text)
+    rs = Ruleset.parse(render_full(st, NODE).text, jumps=BUILTIN_JUMPS)
     # Exact: p_i = prob_i * prod(1 - prob_j, j < i) == 1/n for the ladder as rendered.
     ladder = [r for r in rs.rules("nat", next(c for c in rs.tables["nat"] if c.startswith("KUBE-SVC-")))
               if r.target and r.target.startswith("KUBE-SEP-")]
@@ -228,7 +235,7 @@ def test_trace_after_partial_sync_sees_new_endpoints() -> None:
     services, slices = scenario("clusterip_3_endpoints")
     st = build_state(services, slices, "node1")
     full = render_full(st, NODE)
-    fake = FakeRestore()
+    fake = kernel()
     fake.apply(full.text)
     st2 = build_state(services, [eps_slice("web", [ep("10.244.3.42", "node3")], HTTP_EP)], "node1")
     fake.apply(render_partial(st2, NODE, {"default/web:http"}, full).text)
