@@ -166,8 +166,8 @@ def run_bench(quick: bool, log: Any) -> Section:
         "nftables one-endpoint change", "<= 0.1 s at 10,000 Services", r["partial"] if r else None, 0.1,
         (fmt(r["partial"], "s") + size_note) if r else (NOT_AVAILABLE if "unavailable" in nft else nft.get("error", "")),
         reason=(_partial_reason(r) if r else ""), close_gap=(
-            "rebuild only the changed Service's ServicePorts from the event instead of build_state over "
-            "every object on each event")))
+            "a rule shape nft can add without reading every set of the table (kube-proxy's anonymous "
+            "numgen vmaps are what it reads), or a kernel/nft with faster set lookups")))
     rss_vals = [(m, data[m][big]["rss"]) for m in MODES if big in data[m]]
     worst = max(rss_vals, key=lambda x: x[1] or 0) if rss_vals else None
     sec.targets.append(report.at_most(
