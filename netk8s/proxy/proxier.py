@@ -199,7 +199,59 @@ def health_checks(state: ProxyState) -> list[tuple[str, int, int]]:
     return [(name, port, local) for name, (port, local) in sorted(out.items())]
 
 
-class IptablesProxier:
+def run_conntrack_ops(conntrack: Any, ops: list[tuple]) -> None:
+    """Carry out the stale-UDP deletions a proxier decided on: ("endpoint", vip, port, ep_ip),
+    ("nodeport", port, ep_ip), ("service", vip, port) or ("port", port); failures are only logged."""
+    for op in ops:
+        try:
+            if op[0] == "endpoint":
+                conntrack.delete_udp_endpoint(op[1], op[2], op[3])
+            elif op[0] == "nodeport":
+                conntrack.delete_udp_nodeport(op[1], op[2])
+            elif op[0] == "service":
+                conntrack.delete_udp_to_service(op[1], op[2])
+            else:
+                conntrack.delete_udp_to_port(op[1])
+        except NetK8sError as exc:
+            log.warning("conntrack cleanup %s: %s", op, exc)
+
+
+class NodeServiceDuties:
+    """What every proxy mode does after programming its rules: the healthCheckNodePort servers and the
+    LoadBalancer IPs this node announces (a mixin: the proxier provides healthcheck, announcer,
+    ready_nodes, lb_map and announce_failed_at)."""
+
+    healthcheck: HealthCheckServer
+    announcer: Announcer
+    ready_nodes: list[str]
+    lb_map: dict[str, str | None] | None
+    announce_failed_at: float | None
+
+    def update_health_checks(self, state: ProxyState) -> None:
+        try:
+            self.healthcheck.update(health_checks(state))
+        except OSError as exc:
+            log.error("health check servers: %s", exc)
+
+    def announce(self, state: ProxyState, now: float, force: bool = False) -> None:
+        """Hold the LoadBalancer IPs this node owns; touches the kernel only when the map changed (or
+        on a full sync), and after a failure retries every ANNOUNCE_RETRY s (not on every call)."""
+        lb_map = lb_assignments(state.services.values(), state.endpoints, self.ready_nodes)
+        if self.announce_failed_at is not None:
+            if now - self.announce_failed_at < ANNOUNCE_RETRY and lb_map == self.lb_map:
+                return
+        elif not force and lb_map == self.lb_map:
+            return
+        self.lb_map = lb_map
+        try:
+            self.announcer.sync(lb_map)
+            self.announce_failed_at = None
+        except KernelError as exc:
+            log.error("announcing LoadBalancer IPs: %s", exc)
+            self.announce_failed_at = now
+
+
+class IptablesProxier(NodeServiceDuties):
     """The proxy role of a node agent, iptables mode (an AgentPlugin); the base of the other modes."""
 
     mode = "iptables"
@@ -464,42 +516,8 @@ class IptablesProxier:
                     done.append(("service", vip, sp.port))
                 if sp.node_port:
                     done.append(("port", sp.node_port))
-        for op in done:
-            try:
-                if op[0] == "endpoint":
-                    self.conntrack.delete_udp_endpoint(op[1], op[2], op[3])
-                elif op[0] == "nodeport":
-                    self.conntrack.delete_udp_nodeport(op[1], op[2])
-                elif op[0] == "service":
-                    self.conntrack.delete_udp_to_service(op[1], op[2])
-                else:
-                    self.conntrack.delete_udp_to_port(op[1])
-            except NetK8sError as exc:
-                log.warning("conntrack cleanup %s: %s", op, exc)
+        run_conntrack_ops(self.conntrack, done)
         return done
-
-    def update_health_checks(self, state: ProxyState) -> None:
-        try:
-            self.healthcheck.update(health_checks(state))
-        except OSError as exc:
-            log.error("health check servers: %s", exc)
-
-    def announce(self, state: ProxyState, now: float, force: bool = False) -> None:
-        """Hold the LoadBalancer IPs this node owns; touches the kernel only when the map changed (or
-        on a full sync), and after a failure retries every ANNOUNCE_RETRY s (not on every call)."""
-        lb_map = lb_assignments(state.services.values(), state.endpoints, self.ready_nodes)
-        if self.announce_failed_at is not None:
-            if now - self.announce_failed_at < ANNOUNCE_RETRY and lb_map == self.lb_map:
-                return
-        elif not force and lb_map == self.lb_map:
-            return
-        self.lb_map = lb_map
-        try:
-            self.announcer.sync(lb_map)
-            self.announce_failed_at = None
-        except KernelError as exc:
-            log.error("announcing LoadBalancer IPs: %s", exc)
-            self.announce_failed_at = now
 
     # ----- mode change / shutdown ----------------------------------------------------------------
     def cleanup(self) -> None:

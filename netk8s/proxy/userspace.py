@@ -37,11 +37,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netk8s.errors import KernelError, NetK8sError
+from netk8s.errors import NetK8sError
 from netk8s.proxy import userspace_rules as rules
-from netk8s.proxy.announce import Announcer, lb_assignments
+from netk8s.proxy.announce import Announcer
 from netk8s.proxy.healthcheck import HealthCheckServer
 from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, build_state
+from netk8s.proxy.proxier import NodeServiceDuties, run_conntrack_ops
 
 log = logging.getLogger("netk8s.proxy.userspace")
 
@@ -59,7 +60,6 @@ AFFINITY_PURGE_SIZE = 1024
 FULL_SYNC_PERIOD = 30.0
 BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
-ANNOUNCE_RETRY = 5.0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -518,7 +518,7 @@ def _changed_keys(old: ProxyState, new: ProxyState) -> set[str]:
             or set(old.endpoints_of(k)) != set(new.endpoints_of(k))}
 
 
-class UserspaceProxier:
+class UserspaceProxier(NodeServiceDuties):
     """The proxy role of a node agent, userspace mode (an AgentPlugin; see the module docstring).
 
     Syncs are like the iptables proxier's: a full one first, after any failed restore and every
@@ -587,7 +587,8 @@ class UserspaceProxier:
         full = self.need_full or now - self.last_full >= self.full_sync_period
         if not full and not self.changed:
             self.synced_revision = max(self.synced_revision, informer.revision)
-            self.announce(now)
+            if self.state is not None:
+                self.announce(self.state, now)
             return
         if now < self.retry_at:
             return
@@ -653,7 +654,7 @@ class UserspaceProxier:
             self.close_portal(name)
         self.clear_stale_udp(previous, rendered)
         self.update_health_checks(state)
-        self.announce(now, force=full)
+        self.announce(state, now, force=full)
         return True
 
     def close_portal(self, name: str) -> None:
@@ -681,41 +682,8 @@ class UserspaceProxier:
                     done.append(("service", vip, sp.port))
             if sp.node_port:
                 done.append(("port", sp.node_port))
-        for op in done:
-            try:
-                if op[0] == "service":
-                    self.conntrack.delete_udp_to_service(op[1], op[2])
-                else:
-                    self.conntrack.delete_udp_to_port(op[1])
-            except NetK8sError as exc:
-                log.warning("conntrack cleanup %s: %s", op, exc)
+        run_conntrack_ops(self.conntrack, done)
         return done
-
-    def update_health_checks(self, state: ProxyState) -> None:
-        from netk8s.proxy.proxier import health_checks
-
-        try:
-            self.healthcheck.update(health_checks(state))
-        except OSError as exc:
-            log.error("health check servers: %s", exc)
-
-    def announce(self, now: float, force: bool = False) -> None:
-        """Hold the LoadBalancer IPs this node owns (as the iptables proxier does)."""
-        if self.state is None:
-            return
-        lb_map = lb_assignments(self.state.services.values(), self.state.endpoints, self.ready_nodes)
-        if self.announce_failed_at is not None:
-            if now - self.announce_failed_at < ANNOUNCE_RETRY and lb_map == self.lb_map:
-                return
-        elif not force and lb_map == self.lb_map:
-            return
-        self.lb_map = lb_map
-        try:
-            self.announcer.sync(lb_map)
-            self.announce_failed_at = None
-        except KernelError as exc:
-            log.error("announcing LoadBalancer IPs: %s", exc)
-            self.announce_failed_at = now
 
     # ----- mode change / shutdown ----------------------------------------------------------------
     def cleanup(self) -> None:
