@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netk8s.proxy.model import ProxyState, ServicePort
-from netk8s.proxy.rules_view import _title, _wanted
+from netk8s.proxy.rules_view import _title, _wanted, join_sections
 
 MAPS = ("service-ips", "service-nodeports", "no-endpoint-services", "no-endpoint-nodeports")
 FOLLOW_PREFIXES = ("service-", "external-", "local-", "endpoint-", "firewall-")
@@ -161,13 +161,4 @@ def format_nft_rules(dump: dict, service: str | None, state: ProxyState) -> str:
             continue
         eps = [ep.addr for ep in state.endpoints.get(key, ())]
         sections.append(_section(sp, chains, maps, eps))
-    lines = ["(table ip kube-proxy, counters from nft -j)"]
-    if not sections:
-        lines.append(f"no proxied service port{' matches ' + service if service else 's'}")
-        return "\n".join(lines) + "\n"
-    for body, _ in sections:
-        lines += body
-        lines.append("")
-    total = sum(t for _, t in sections)
-    lines.append(f"{len(sections)} service port(s), {total} connection(s) sent to endpoints")
-    return "\n".join(lines) + "\n"
+    return join_sections(["(table ip kube-proxy, counters from nft -j)"], sections, service)

@@ -205,6 +205,13 @@ def format_rules(dump: dict, service: str | None, state: ProxyState | None) -> s
     source = dump.get("_source")
     if source:
         lines.append(f"(counters read with {source})")
+    return join_sections(lines, sections, service)
+
+
+def join_sections(lines: list[str], sections: Sequence[tuple[list[str], int]], service: str | None) -> str:
+    """The view's text: a header, each service port's section (its lines, its connection total), a summary.
+    Shared by every mode's view."""
+    lines = list(lines)
     if not sections:
         lines.append(f"no proxied service port{' matches ' + service if service else 's'}")
         return "\n".join(lines) + "\n"
