@@ -21,7 +21,7 @@ for p in "${apt_pkgs[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "netk8s: installing apt packages: ${missing[*]}"
-  apt-get update -qq
+  apt-get -o DPkg::Lock::Timeout=900 update -qq
   if [ "$bench" = 1 ] && [[ " ${missing[*]} " == *" nginx-light "* ]] \
       && ! apt-cache show nginx-light >/dev/null 2>&1; then
     missing=("${missing[@]/nginx-light/nginx}")
@@ -33,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
     trap 'rm -f "$policy"' EXIT
   fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # python-iptables drives the legacy xtables backend: netk8s uses iptables-legacy inside its node
