@@ -1,20 +1,20 @@
-"""Manifest loading: files, directories and stdin to (origin, object) pairs, multi-document YAML and JSON.
+"""Manifest parsing: the text of a file or of stdin to (origin, object) pairs, multi-document YAML and JSON.
 
-Each object comes with an origin such as `web.yaml#2` (the 1-based document index in its file, and
+Pure: the caller reads the text (netk8s.cli.manifests reads files, directories and stdin). Each object
+comes with an origin such as `web.yaml#2` (the 1-based document index in its file, and
 `web.yaml#1.items[3]` for an item of a `kind: List`), so every later message can name the document.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from netk8s.errors import ValidationError
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")  # what a directory given to -f contributes
 STDIN_ORIGIN = "<stdin>"
 
 
@@ -111,7 +111,7 @@ def parse_text(text: str, origin: str) -> list[tuple[str, dict]]:
     return out
 
 
-def _parse_json(text: str, origin: str) -> list[tuple[str, dict]]:
+def parse_json(text: str, origin: str) -> list[tuple[str, dict]]:
     if not text.strip():
         return []
     try:
@@ -122,40 +122,8 @@ def _parse_json(text: str, origin: str) -> list[tuple[str, dict]]:
     return _expand(f"{origin}#1", doc)
 
 
-def _read(path: Path, origin: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError(f"{origin}: not UTF-8 text") from None
-    except OSError as err:
-        raise ValidationError(f"{origin}: cannot read: {err.strerror or err}") from None
-
-
-def _load_file(path: Path, origin: str) -> list[tuple[str, dict]]:
-    text = _read(path, origin)
-    if path.suffix.lower() == ".json":
-        return _parse_json(text, origin)
+def parse_manifest(text: str, origin: str, suffix: str) -> list[tuple[str, dict]]:
+    """The objects of one manifest file's text; `suffix` (".json", ".yaml", ...) picks the syntax."""
+    if suffix.lower() == ".json":
+        return parse_json(text, origin)
     return parse_text(text, origin)
-
-
-def load_documents(sources: list[str], stdin_text: str | None = None) -> list[tuple[str, dict]]:
-    """Load every object from files, directories (their *.yaml/*.yml/*.json, sorted, not recursive)
-    and "-" (stdin_text), in order, as (origin, object)."""
-    out: list[tuple[str, dict]] = []
-    for source in sources:
-        if source == "-":
-            if stdin_text is None:
-                raise ValidationError("-f -: no standard input was given")
-            out.extend(parse_text(stdin_text, STDIN_ORIGIN))
-            continue
-        path = Path(source)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES)
-            for f in files:
-                out.extend(_load_file(f, str(f)))
-        elif path.exists():
-            out.extend(_load_file(path, source))
-        else:
-            raise ValidationError(f"-f {source}: the path does not exist")
-    return out

@@ -14,10 +14,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from netk8s import config
 from netk8s.errors import Conflict, NetK8sError, NotFound
@@ -294,7 +295,6 @@ class NodeAgent:
     def run_pre_stop_hooks(self, pod: dict, st: PodState, deadline: float) -> None:
         """lifecycle.preStop (exec, httpGet, sleep) before SIGTERM; it counts against the grace period,
         as in kubelet. The usual zero-downtime recipe (preStop sleep) relies on it."""
-        import subprocess
         import urllib.request
 
         for c in pod["spec"]["containers"]:
@@ -306,9 +306,8 @@ class NodeAgent:
                 if "sleep" in hook:
                     time.sleep(min(float(hook["sleep"].get("seconds", 0)), left))
                 elif "exec" in hook:
-                    subprocess.run(self.runtime.exec_argv(st.uid, st.netns, hook["exec"].get("command") or []),
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env=self.runtime.process_env(), timeout=left)
+                    self.runtime.exec(st.uid, st.netns, [str(a) for a in hook["exec"].get("command") or []],
+                                      timeout=left)
                 elif "httpGet" in hook:
                     h = hook["httpGet"]
                     port = h.get("port")
@@ -316,7 +315,7 @@ class NodeAgent:
                         port = next((p["containerPort"] for p in c.get("ports") or [] if p.get("name") == port), 80)
                     url = f"http://{h.get('host') or st.ip}:{port}{h.get('path', '/')}"
                     urllib.request.urlopen(url, timeout=left).close()
-            except (OSError, subprocess.SubprocessError) as e:
+            except (OSError, NetK8sError) as e:
                 log.info("preStop hook of %s/%s %s: %s", st.namespace, st.name, c["name"], e)
 
     def finalize_delete(self, pod: dict) -> None:
@@ -452,17 +451,10 @@ class NodeAgent:
                     exec_fn = self.exec_probe_fn(st)
                     self.inflight[key] = self.executor.submit(run_probe, probe, st.ip, c, exec_fn)
 
-    def exec_probe_fn(self, st: PodState) -> Callable[[list[str], float], int]:
-        import subprocess
-
-        def run(argv: list[str], timeout: float) -> int:
-            try:
-                return subprocess.run(self.runtime.exec_argv(st.uid, st.netns, argv), stdin=subprocess.DEVNULL,
-                                      env=self.runtime.process_env(),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      timeout=timeout).returncode
-            except subprocess.TimeoutExpired:
-                return -1
+    def exec_probe_fn(self, st: PodState) -> Callable[[Sequence[str], float], int]:
+        def run(argv: Sequence[str], timeout: float) -> int:
+            # a timeout raises TimeoutError, which run_probe reports as a failed probe (kubelet's)
+            return self.runtime.exec(st.uid, st.netns, argv, timeout=timeout).exit_code
 
         return run
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from netk8s.cli.manifests import load_documents
 from netk8s.errors import ValidationError
-from netk8s.model.manifest import load_documents, parse_text
+from netk8s.model.manifest import parse_text
 
 SVC = "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ports: [{{port: 80}}]\n"
 
