@@ -62,6 +62,8 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         raise LabError(f"--overlay: must be one of {', '.join(OVERLAYS)}, got {overlay!r}")
     if store_kind != "sqlite":
         raise LabError(f"--store: {store_kind!r} is not supported yet (use sqlite)")
+    if timeout <= 0:
+        raise LabError(f"--timeout: must be more than 0s, got {timeout:g}s")
     paths = LabPaths(name)
     if paths.lab_file.exists() or any(n.startswith(naming.lab_netns_prefix(name)) for n in dp_netns.list_netns()):
         raise LabError(f"lab {name!r} is already up (or left traces)",

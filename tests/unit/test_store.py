@@ -329,24 +329,23 @@ def test_watch_times_out_with_no_events(store: Store) -> None:
     store.create(pod("a"))
     t0 = time.monotonic()
     assert store.watch(store.revision(), timeout=0.2) == []
-    assert 0.15 <= time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 >= 0.15  # it waited (a lower bound: a busy machine only adds to it)
     # Events of other kinds do not end the wait.
     store.create(pod("b"))
     assert store.watch(0, kinds=["Service"], timeout=0.05) == []
 
 
 def test_watch_wakes_up_on_a_write_from_another_thread(store: Store) -> None:
+    # A watch that waits an hour returns the write as soon as it happens. Event order, not a stopwatch:
+    # the watcher thread must have finished once the write is done and the generous join is over.
     since = store.revision()
-    timer = threading.Timer(0.2, lambda: store.create(pod("late")))
-    timer.start()
-    try:
-        t0 = time.monotonic()
-        events = store.watch(since, timeout=5.0)
-        elapsed = time.monotonic() - t0
-    finally:
-        timer.join()
+    events: list = []
+    watcher = threading.Thread(target=lambda: events.extend(store.watch(since, timeout=3600)), daemon=True)
+    watcher.start()
+    store.create(pod("late"))
+    watcher.join(60)
+    assert not watcher.is_alive(), "the watch did not wake up on the write"
     assert [e.object["metadata"]["name"] for e in events] == ["late"]
-    assert elapsed < 2.0
 
 
 def test_watch_from_compacted_revision_raises_expired(make_store: StoreFactory) -> None:
@@ -447,6 +446,7 @@ def _run_workers(sqlite_path: Path, mode: str, n: int = 4) -> None:
                 p.wait()
 
 
+@pytest.mark.integration
 def test_four_processes_mutating_one_object_lose_no_update(sqlite_path: Path) -> None:
     store = SqliteStore(sqlite_path)
     try:
@@ -464,6 +464,7 @@ def test_four_processes_mutating_one_object_lose_no_update(sqlite_path: Path) ->
         store.close()
 
 
+@pytest.mark.integration
 def test_four_processes_creating_objects_at_once(sqlite_path: Path) -> None:
     store = SqliteStore(sqlite_path)
     try:
