@@ -1,7 +1,7 @@
 """The one-machine lab: build the namespaces, start the controller and one agent per node, tear down.
 
 The lab only creates namespaces and starts processes; the node agent inside each node namespace does
-what it would do on a VM (DESIGN.md, "One rule that shapes everything").
+what it would do on a VM (docs/architecture.md, "The rule everything follows").
 """
 
 from __future__ import annotations
