@@ -78,16 +78,46 @@ def same_namespace(a: dict, b: dict) -> bool:
     return (_meta(a).get("namespace") or "default") == (_meta(b).get("namespace") or "default")
 
 
-def labels_multiline(w: Writer, title: str, labels: dict | None) -> None:
-    """printLabelsMultiline: first label after the title, the rest on aligned continuation lines."""
+def multiline(w: Writer, title: str, lines: list[str]) -> None:
+    """kubectl's *Multiline printers: the first line after the title, the rest on aligned continuation
+    lines, `<none>` when there are none."""
     w.write(0, f"{title}:\t")
-    if not labels:
+    if not lines:
         w.write(0, f"{NONE}\n")
         return
-    for i, key in enumerate(sorted(labels)):
-        if i:
-            w.write(0, "\t")
-        w.write(0, f"{key}={labels[key]}\n")
+    for i, line in enumerate(lines):
+        w.write(0, ("\t" if i else "") + f"{line}\n")
+
+
+def labels_multiline(w: Writer, title: str, labels: dict | None) -> None:
+    """printLabelsMultiline: `key=value`, sorted by key."""
+    labels = labels or {}
+    multiline(w, title, [f"{key}={labels[key]}" for key in sorted(labels)])
+
+
+def metadata_block(w: Writer, meta: dict, namespace: str | None) -> None:
+    """Name, Namespace (when `namespace` is not None), Labels, Annotations: the head of most describers."""
+    w.write(0, f"Name:\t{meta.get('name', '')}\n")
+    if namespace is not None:
+        w.write(0, f"Namespace:\t{namespace}\n")
+    labels_multiline(w, "Labels", meta.get("labels"))
+    annotations_multiline(w, "Annotations", meta.get("annotations"))
+
+
+def optional(w: Writer, level: int, title: str, value: Any) -> None:
+    """A `Title:<tab>value` line only when the field is set (kubectl's `if x != "" { w.Write(...) }`)."""
+    if value:
+        w.write(level, f"{title}:\t{value}\n")
+
+
+def resource_lists(w: Writer, level: int, source: dict, titles: tuple[tuple[str, str], ...]) -> None:
+    """Blocks of `name: quantity` lines per resource list (Limits/Requests, Capacity/Allocatable)."""
+    for title, key in titles:
+        values = source.get(key) or {}
+        if values:
+            w.write(level, f"{title}:\n")
+            for name in sorted(values):
+                w.write(level + 1, f"{name}:\t{values[name]}\n")
 
 
 def annotations_multiline(w: Writer, title: str, annotations: dict | None) -> None:
@@ -111,34 +141,24 @@ def annotations_multiline(w: Writer, title: str, annotations: dict | None) -> No
             w.write(0, f"{key}: {value}\n")
 
 
+def toleration_text(tol: dict) -> str:
+    """printPodTolerationsMultiline's `key=value:effect op=Exists for Ns`."""
+    key, value, effect = tol.get("key") or "", tol.get("value") or "", tol.get("effect") or ""
+    text = key + (f"={value}" if value else "") + (f":{effect}" if effect else "")
+    if tol.get("operator") == "Exists" and not value:
+        text += " op=Exists" if key or effect else "op=Exists"
+    if tol.get("tolerationSeconds") is not None:
+        text += f" for {tol['tolerationSeconds']}s"
+    return text
+
+
 def tolerations_multiline(w: Writer, title: str, tolerations: list[dict] | None) -> None:
-    """printPodTolerationsMultiline: `key=value:effect op=Exists for Ns`, one per line."""
-    w.write(0, f"{title}:\t")
-    if not tolerations:
-        w.write(0, f"{NONE}\n")
-        return
-    for i, tol in enumerate(tolerations):
-        if i:
-            w.write(0, "\t")
-        key, value, effect = tol.get("key") or "", tol.get("value") or "", tol.get("effect") or ""
-        text = key + (f"={value}" if value else "") + (f":{effect}" if effect else "")
-        if tol.get("operator") == "Exists" and not value:
-            text += " op=Exists" if key or effect else "op=Exists"
-        if tol.get("tolerationSeconds") is not None:
-            text += f" for {tol['tolerationSeconds']}s"
-        w.write(0, text + "\n")
+    multiline(w, title, [toleration_text(t) for t in tolerations or []])
 
 
 def taints_multiline(w: Writer, title: str, taints: list[dict] | None) -> None:
-    w.write(0, f"{title}:\t")
-    if not taints:
-        w.write(0, f"{NONE}\n")
-        return
-    for i, taint in enumerate(taints):
-        if i:
-            w.write(0, "\t")
-        value = taint.get("value") or ""
-        w.write(0, f"{taint.get('key', '')}{'=' + value if value else ''}:{taint.get('effect', '')}\n")
+    multiline(w, title, [f"{t.get('key', '')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect', '')}"
+                         for t in taints or []])
 
 
 def describe_events(w: Writer, events: list[dict], now: float) -> None:
@@ -201,9 +221,5 @@ def conditions_table(w: Writer, conditions: list[dict] | None) -> None:
 
 def describe_generic(w: Writer, obj: dict, related: dict[str, list[dict]], now: float) -> None:
     meta = _meta(obj)
-    w.write(0, f"Name:\t{meta.get('name', '')}\n")
-    if meta.get("namespace"):
-        w.write(0, f"Namespace:\t{meta['namespace']}\n")
-    labels_multiline(w, "Labels", meta.get("labels"))
-    annotations_multiline(w, "Annotations", meta.get("annotations"))
+    metadata_block(w, meta, meta.get("namespace") or None)
     describe_events(w, events_for(obj, related), now)

@@ -11,8 +11,10 @@ from netk8s.cli.describe.common import (
     format_rfc1123z,
     int_or_string,
     labels_multiline,
+    optional,
     or_none,
     print_bool,
+    resource_lists,
     tolerations_multiline,
 )
 from netk8s.cli.printers import NONE, _int, _meta, _spec, _status
@@ -98,18 +100,14 @@ def _describe_state(w: Writer, title: str, state: dict) -> None:
     elif state.get("waiting") is not None:
         waiting = state["waiting"]
         w.write(2, f"{title}:\tWaiting\n")
-        if waiting.get("reason"):
-            w.write(3, f"Reason:\t{waiting['reason']}\n")
+        optional(w, 3, "Reason", waiting.get("reason"))
         # kubectl leaves the message to Events; netk8s records no events, so it shows it here.
-        if waiting.get("message"):
-            w.write(3, f"Message:\t{waiting['message']}\n")
+        optional(w, 3, "Message", waiting.get("message"))
     elif state.get("terminated") is not None:
         term = state["terminated"]
         w.write(2, f"{title}:\tTerminated\n")
-        if term.get("reason"):
-            w.write(3, f"Reason:\t{term['reason']}\n")
-        if term.get("message"):
-            w.write(3, f"Message:\t{term['message']}\n")
+        optional(w, 3, "Reason", term.get("reason"))
+        optional(w, 3, "Message", term.get("message"))
         w.write(3, f"Exit Code:\t{_int(term.get('exitCode'))}\n")
         if _int(term.get("signal")) > 0:
             w.write(3, f"Signal:\t{_int(term.get('signal'))}\n")
@@ -154,13 +152,7 @@ def describe_containers(w: Writer, label: str, containers: list[dict], statuses:
                 _describe_state(w, "Last State", last)
             w.write(2, f"Ready:\t{print_bool(status.get('ready'))}\n")
             w.write(2, f"Restart Count:\t{_int(status.get('restartCount'))}\n")
-        resources = c.get("resources") or {}
-        for title, key in (("Limits", "limits"), ("Requests", "requests")):
-            values = resources.get(key) or {}
-            if values:
-                w.write(2, f"{title}:\n")
-                for name in sorted(values):
-                    w.write(3, f"{name}:\t{values[name]}\n")
+        resource_lists(w, 2, c.get("resources") or {}, (("Limits", "limits"), ("Requests", "requests")))
         for title, key in (("Liveness", "livenessProbe"), ("Readiness", "readinessProbe"),
                            ("Startup", "startupProbe")):
             if c.get(key) is not None:
@@ -210,13 +202,11 @@ def describe_pod_template(w: Writer, template: dict | None) -> None:
     labels_multiline(w, "  Labels", meta.get("labels"))
     if meta.get("annotations"):
         annotations_multiline(w, "  Annotations", meta.get("annotations"))
-    if spec.get("serviceAccountName"):
-        w.write(1, f"Service Account:\t{spec['serviceAccountName']}\n")
+    optional(w, 1, "Service Account", spec.get("serviceAccountName"))
     if spec.get("initContainers"):
         describe_containers(w, "Init Containers", spec["initContainers"], None, None, "  ")
     describe_containers(w, "Containers", spec.get("containers") or [], None, None, "  ")
     describe_volumes(w, spec.get("volumes"), "  ")
-    if spec.get("priorityClassName"):
-        w.write(1, f"Priority Class Name:\t{spec['priorityClassName']}\n")
+    optional(w, 1, "Priority Class Name", spec.get("priorityClassName"))
     labels_multiline(w, "  Node-Selectors", spec.get("nodeSelector"))
     tolerations_multiline(w, "  Tolerations", spec.get("tolerations"))

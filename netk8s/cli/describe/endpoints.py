@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from netk8s.cli.describe.common import (
     Writer,
-    annotations_multiline,
     describe_events,
     events_for,
-    labels_multiline,
+    metadata_block,
     or_none,
 )
 from netk8s.cli.describe.registry import describer
@@ -17,10 +16,7 @@ from netk8s.cli.printers import _meta
 @describer("Endpoints")
 def describe_endpoints(w: Writer, ep: dict, related: dict[str, list[dict]], now: float) -> None:
     meta = _meta(ep)
-    w.write(0, f"Name:\t{meta.get('name', '')}\n")
-    w.write(0, f"Namespace:\t{meta.get('namespace') or 'default'}\n")
-    labels_multiline(w, "Labels", meta.get("labels"))
-    annotations_multiline(w, "Annotations", meta.get("annotations"))
+    metadata_block(w, meta, meta.get("namespace") or "default")
     w.write(0, "Subsets:\n")
     for subset in ep.get("subsets") or []:
         ready = ",".join(str(a.get("ip", "")) for a in subset.get("addresses") or [])

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from netk8s.cli.describe.common import (
     Writer,
-    annotations_multiline,
     describe_events,
     events_for,
-    labels_multiline,
+    metadata_block,
 )
 from netk8s.cli.describe.registry import describer
 from netk8s.cli.printers import NONE, _meta
@@ -16,10 +15,7 @@ from netk8s.cli.printers import NONE, _meta
 @describer("EndpointSlice")
 def describe_endpointslice(w: Writer, eps: dict, related: dict[str, list[dict]], now: float) -> None:
     meta = _meta(eps)
-    w.write(0, f"Name:\t{meta.get('name', '')}\n")
-    w.write(0, f"Namespace:\t{meta.get('namespace') or 'default'}\n")
-    labels_multiline(w, "Labels", meta.get("labels"))
-    annotations_multiline(w, "Annotations", meta.get("annotations"))
+    metadata_block(w, meta, meta.get("namespace") or "default")
     w.write(0, f"AddressType:\t{eps.get('addressType', '')}\n")
     ports = eps.get("ports") or []
     if not ports:

@@ -9,6 +9,8 @@ from netk8s.cli.describe.common import (
     events_for,
     format_rfc1123z,
     labels_multiline,
+    optional,
+    resource_lists,
     taints_multiline,
 )
 from netk8s.cli.describe.quantity import format_quantity, parse_quantity, pod_requests_limits
@@ -38,12 +40,7 @@ def describe_node(w: Writer, node: dict, related: dict[str, list[dict]], now: fl
     w.write(0, "Addresses:\n")
     for addr in status.get("addresses") or []:
         w.write(1, f"{addr.get('type', '')}:\t{addr.get('address', '')}\n")
-    for title, key in (("Capacity", "capacity"), ("Allocatable", "allocatable")):
-        values = status.get(key) or {}
-        if values:
-            w.write(0, f"{title}:\n")
-            for res in sorted(values):
-                w.write(1, f"{res}:\t{values[res]}\n")
+    resource_lists(w, 0, status, (("Capacity", "capacity"), ("Allocatable", "allocatable")))
     info = status.get("nodeInfo") or {}
     w.write(0, "System Info:\n")
     for title, key in (("Machine ID", "machineID"), ("System UUID", "systemUUID"), ("Boot ID", "bootID"),
@@ -52,12 +49,10 @@ def describe_node(w: Writer, node: dict, related: dict[str, list[dict]], now: fl
                        ("Container Runtime Version", "containerRuntimeVersion"),
                        ("Kubelet Version", "kubeletVersion"), ("Kube-Proxy Version", "kubeProxyVersion")):
         w.write(0, f"  {title}:\t{info.get(key) or ''}\n")
-    if spec.get("podCIDR"):
-        w.write(0, f"PodCIDR:\t{spec['podCIDR']}\n")
+    optional(w, 0, "PodCIDR", spec.get("podCIDR"))
     if spec.get("podCIDRs"):
         w.write(0, f"PodCIDRs:\t{','.join(spec['podCIDRs'])}\n")
-    if spec.get("providerID"):
-        w.write(0, f"ProviderID:\t{spec['providerID']}\n")
+    optional(w, 0, "ProviderID", spec.get("providerID"))
     pods = [p for p in related.get("Pod") or []
             if _spec(p).get("nodeName") == name and _status(p).get("phase") not in ("Succeeded", "Failed")]
     _describe_node_resources(w, node, pods, now)

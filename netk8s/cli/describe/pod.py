@@ -10,6 +10,7 @@ from netk8s.cli.describe.common import (
     events_for,
     format_rfc1123z,
     labels_multiline,
+    optional,
     tolerations_multiline,
 )
 from netk8s.cli.describe.containers import describe_containers, describe_volumes
@@ -25,10 +26,8 @@ def describe_pod(w: Writer, pod: dict, related: dict[str, list[dict]], now: floa
     w.write(0, f"Namespace:\t{meta.get('namespace') or 'default'}\n")
     # The priority admission plugin always sets spec.priority (0 without a PriorityClass).
     w.write(0, f"Priority:\t{_int(spec.get('priority'))}\n")
-    if spec.get("priorityClassName"):
-        w.write(0, f"Priority Class Name:\t{spec['priorityClassName']}\n")
-    if spec.get("serviceAccountName"):
-        w.write(0, f"Service Account:\t{spec['serviceAccountName']}\n")
+    optional(w, 0, "Priority Class Name", spec.get("priorityClassName"))
+    optional(w, 0, "Service Account", spec.get("serviceAccountName"))
     node = spec.get("nodeName")
     w.write(0, f"Node:\t{node}/{status.get('hostIP') or ''}\n" if node else f"Node:\t{NONE}\n")
     if status.get("startTime"):
@@ -43,10 +42,8 @@ def describe_pod(w: Writer, pod: dict, related: dict[str, list[dict]], now: floa
         w.write(0, f"Termination Grace Period:\t{_int(meta.get('deletionGracePeriodSeconds'), 30)}s\n")
     else:
         w.write(0, f"Status:\t{phase}\n")
-    if status.get("reason"):
-        w.write(0, f"Reason:\t{status['reason']}\n")
-    if status.get("message"):
-        w.write(0, f"Message:\t{status['message']}\n")
+    optional(w, 0, "Reason", status.get("reason"))
+    optional(w, 0, "Message", status.get("message"))
     w.write(0, f"IP:\t{status.get('podIP') or ''}\n")
     ips = [str(i.get("ip", "")) for i in status.get("podIPs") or []]
     if not ips and status.get("podIP"):
@@ -60,8 +57,7 @@ def describe_pod(w: Writer, pod: dict, related: dict[str, list[dict]], now: floa
     ref = controller_of(pod)
     if ref is not None:
         w.write(0, f"Controlled By:\t{ref.get('kind', '')}/{ref.get('name', '')}\n")
-    if status.get("nominatedNodeName"):
-        w.write(0, f"NominatedNodeName:\t{status['nominatedNodeName']}\n")
+    optional(w, 0, "NominatedNodeName", status.get("nominatedNodeName"))
     if spec.get("initContainers"):
         describe_containers(w, "Init Containers", spec["initContainers"], status.get("initContainerStatuses"),
                              pod)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from netk8s.cli.describe.common import (
     Writer,
-    annotations_multiline,
     describe_events,
     events_for,
-    labels_multiline,
+    metadata_block,
+    optional,
     same_namespace,
 )
 from netk8s.cli.describe.registry import describer
@@ -50,10 +50,7 @@ def describe_service(w: Writer, svc: dict, related: dict[str, list[dict]], now: 
     meta, spec, status = _meta(svc), _spec(svc), _status(svc)
     svc_type = spec.get("type") or "ClusterIP"
     cluster_ip = spec.get("clusterIP") or ""
-    w.write(0, f"Name:\t{meta.get('name', '')}\n")
-    w.write(0, f"Namespace:\t{meta.get('namespace') or 'default'}\n")
-    labels_multiline(w, "Labels", meta.get("labels"))
-    annotations_multiline(w, "Annotations", meta.get("annotations"))
+    metadata_block(w, meta, meta.get("namespace") or "default")
     w.write(0, f"Selector:\t{format_labels(spec.get('selector'))}\n")
     w.write(0, f"Type:\t{svc_type}\n")
     # The API server defaults IP families for every type but ExternalName.
@@ -70,12 +67,9 @@ def describe_service(w: Writer, svc: dict, related: dict[str, list[dict]], now: 
     w.write(0, f"IPs:\t{','.join(cluster_ips) or NONE}\n")
     if spec.get("externalIPs"):
         w.write(0, f"External IPs:\t{','.join(spec['externalIPs'])}\n")
-    if spec.get("loadBalancerIP"):
-        w.write(0, f"IP:\t{spec['loadBalancerIP']}\n")
-    if spec.get("loadBalancerClass"):
-        w.write(0, f"LoadBalancer Class:\t{spec['loadBalancerClass']}\n")
-    if spec.get("externalName"):
-        w.write(0, f"External Name:\t{spec['externalName']}\n")
+    optional(w, 0, "IP", spec.get("loadBalancerIP"))
+    optional(w, 0, "LoadBalancer Class", spec.get("loadBalancerClass"))
+    optional(w, 0, "External Name", spec.get("externalName"))
     ingress = (status.get("loadBalancer") or {}).get("ingress") or []
     if ingress:
         parts = [(i.get("ip") or i.get("hostname") or "") + (f" ({i['ipMode']})" if i.get("ipMode") else "")
