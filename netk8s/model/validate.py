@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from netk8s import config
 from netk8s.errors import ValidationError
+from netk8s.model import fields
 from netk8s.model import labels as lbl
 from netk8s.model.defaults import PROBE_FIELDS, apply_defaults
 from netk8s.model.kinds import KINDS, KindInfo, object_key
@@ -858,6 +859,11 @@ def validate_batch(objs: list[tuple[str, dict]]) -> list[dict]:
     out: list[dict] = []
     seen: dict[tuple[str, str, str], str] = {}
     for origin, obj in objs:
+        try:
+            # kubectl's default --validate=strict: unknown/duplicate fields refused, quantities parsed.
+            obj, _ = fields.check(obj, obj.get("kind") if isinstance(obj.get("kind"), str) else None, strict=True)
+        except ValidationError as err:
+            raise ValidationError(f"{_ref(obj)}: {err.message} (in {origin})", hint=err.hint) from None
         defaulted = apply_defaults(obj)
         try:
             validate(defaulted)
