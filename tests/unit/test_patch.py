@@ -364,3 +364,116 @@ def test_track_update_records_changed_fields() -> None:
     (entry,) = out["metadata"]["managedFields"]
     assert entry["operation"] == "Update"
     assert entry["fieldsV1"] == {"f:metadata": {"f:labels": {".": {}, "f:a": {}}}}
+
+
+# ------------------------------------------------------------------- bodies captured from the real kubectl
+# Recorded from kubectl v1.32 (`kubectl apply -f` of the edited manifest, `kubectl set image`,
+# `kubectl label`) against a server answering with these live objects; the last-applied annotation text
+# is shortened to "..." (it is a plain string value to the patch).
+
+LIVE_DEPLOYMENT = {
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web", "tier": "front"},
+                 "annotations": {LAST: "..."}},
+    "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}},
+             "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                 "containers": [
+                     {"name": "nginx", "image": "nginx:1.14.2", "ports": [{"containerPort": 80}, {"containerPort": 443}],
+                      "env": [{"name": "A", "value": "1"}], "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+                     {"name": "sidecar", "image": "busybox"}],
+                 "volumes": [{"name": "data", "emptyDir": {}}]}}},
+}
+
+# d1 -> d2: replicas 5, label tier dropped, strategy Recreate, image bumped, port 443 and the sidecar
+# removed, env B added, the volume from emptyDir to a ConfigMap.
+KUBECTL_APPLY_EDIT = (
+    '{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"..."},"labels":{"tier":null}},'
+    '"spec":{"replicas":5,"strategy":{"$retainKeys":["type"],"rollingUpdate":null,"type":"Recreate"},"template":'
+    '{"spec":{"$setElementOrder/containers":[{"name":"nginx"}],"$setElementOrder/volumes":[{"name":"data"}],'
+    '"containers":[{"$setElementOrder/env":[{"name":"A"},{"name":"B"}],"$setElementOrder/ports":[{"containerPort":80}],'
+    '"env":[{"name":"B","value":"2"}],"image":"nginx:1.16.1","name":"nginx","ports":[{"$patch":"delete",'
+    '"containerPort":443}]},{"$patch":"delete","name":"sidecar"}],"volumes":[{"$retainKeys":["configMap","name"],'
+    '"configMap":{"name":"cfg"},"emptyDir":null,"name":"data"}]}}}}')
+
+# d1 -> d3 while the live object has a container another client injected: container "first" added at the
+# top, env A changed, the mount made read-only.
+KUBECTL_APPLY_KEEPS_INJECTED = (
+    '{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"..."}},"spec":{"template":'
+    '{"spec":{"$setElementOrder/containers":[{"name":"first"},{"name":"nginx"},{"name":"sidecar"}],"containers":'
+    '[{"image":"alpine","name":"first"},{"$setElementOrder/env":[{"name":"A"}],"$setElementOrder/volumeMounts":'
+    '[{"mountPath":"/data"}],"env":[{"name":"A","value":"2"}],"name":"nginx","volumeMounts":[{"mountPath":"/data",'
+    '"readOnly":true}]}]}}}}')
+
+KUBECTL_SET_IMAGE = ('{"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"nginx"}],'
+                     '"containers":[{"image":"nginx:1.17","name":"nginx"}]}}}}')
+
+# A Service's ports: http's targetPort changed, https removed, metrics added first; the live object
+# has the NodePorts the server allocated.
+KUBECTL_APPLY_SERVICE = (
+    '{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"..."}},"spec":'
+    '{"$setElementOrder/ports":[{"port":9090},{"port":80}],"ports":[{"name":"metrics","port":9090,'
+    '"targetPort":9090},{"port":80,"targetPort":8081},{"$patch":"delete","port":443}]}}')
+
+LIVE_SERVICE = {
+    "apiVersion": "v1", "kind": "Service",
+    "metadata": {"name": "web", "namespace": "default", "annotations": {LAST: "..."}},
+    "spec": {"type": "NodePort", "clusterIP": "10.96.0.20", "selector": {"app": "web"},
+             "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30080},
+                       {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 8443, "nodePort": 30443}]},
+}
+
+
+def injected() -> dict:
+    live = copy.deepcopy(LIVE_DEPLOYMENT)
+    # What the API server made of `kubectl patch -p '{"spec":{"template":{"spec":{"containers":
+    # [{"name":"injected","image":"envoy"}]}}}}'`: a patch-only item goes first.
+    return apply_patch(SMP, live, b'{"spec":{"template":{"spec":{"containers":[{"name":"injected","image":"envoy"}]}}}}',
+                       "Deployment")
+
+
+CAPTURED = [
+    ("apply-edited-deployment", "Deployment", LIVE_DEPLOYMENT, KUBECTL_APPLY_EDIT, {
+        "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}, "annotations": {LAST: "..."}},
+        "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "web"}}, "strategy": {"type": "Recreate"},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                     "containers": [{"name": "nginx", "image": "nginx:1.16.1", "ports": [{"containerPort": 80}],
+                                     "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                     "volumes": [{"name": "data", "configMap": {"name": "cfg"}}]}}}}),
+    ("apply-keeps-injected-container", "Deployment", injected(), KUBECTL_APPLY_KEEPS_INJECTED, {
+        "containers": [{"image": "alpine", "name": "first"}, {"name": "injected", "image": "envoy"},
+                       {"name": "nginx", "image": "nginx:1.14.2", "ports": [{"containerPort": 80}, {"containerPort": 443}],
+                        "env": [{"name": "A", "value": "2"}],
+                        "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": True}]},
+                       {"name": "sidecar", "image": "busybox"}],
+        "volumes": [{"name": "data", "emptyDir": {}}]}),
+    ("set-image", "Deployment", LIVE_DEPLOYMENT, KUBECTL_SET_IMAGE, {
+        "containers": [{**LIVE_DEPLOYMENT["spec"]["template"]["spec"]["containers"][0], "image": "nginx:1.17"},
+                       {"name": "sidecar", "image": "busybox"}],
+        "volumes": [{"name": "data", "emptyDir": {}}]}),
+    ("apply-service-ports", "Service", LIVE_SERVICE, KUBECTL_APPLY_SERVICE, {
+        "type": "NodePort", "clusterIP": "10.96.0.20", "selector": {"app": "web"},
+        "ports": [{"name": "metrics", "port": 9090, "targetPort": 9090},
+                  {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8081, "nodePort": 30080}]}),
+]
+
+
+@pytest.mark.parametrize(("name", "kind", "live", "body", "want"), CAPTURED, ids=[c[0] for c in CAPTURED])
+def test_patches_kubectl_sends(name: str, kind: str, live: dict, body: str, want: dict) -> None:
+    out = apply_patch(SMP, live, body.encode(), kind)
+    if "metadata" in want:
+        assert {k: v for k, v in out.items() if k not in ("apiVersion", "kind")} == want
+    elif kind == "Service":
+        assert out["spec"] == want
+    else:
+        assert out["spec"]["template"]["spec"] == want
+
+
+def test_injected_container_went_first() -> None:
+    assert [c["name"] for c in tpl(injected())["containers"]] == ["injected", "nginx", "sidecar"]
+
+
+def test_kubectl_label_removal_merge_patch() -> None:
+    out = apply_patch(MERGE, LIVE_DEPLOYMENT, b'{"metadata":{"labels":{"tier":null}}}', "Deployment")
+    assert out["metadata"]["labels"] == {"app": "web"}
