@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from netk8s.apiserver.tables import (
+from netk8s.cli.printers import (
     NONE,
     _int,
     _meta,
@@ -26,8 +26,8 @@ from netk8s.apiserver.tables import (
     human_duration,
     node_roles,
     parse_time,
+    tabwrite,
 )
-from netk8s.cli.printers import tabwrite
 
 _PADDING = 2  # describe's tabwriter: tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
 _MAX_ANNOTATION_LEN = 140

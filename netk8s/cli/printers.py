@@ -12,11 +12,28 @@ import json
 
 import yaml
 
-from netk8s.apiserver.tables import _meta, columns, format_age, format_label_selector, parse_time, row_cells
+# The cell helpers live in apiserver/tables.py; describe and the tests keep importing them from here.
+from netk8s.apiserver.tables import (
+    NONE,
+    _int,
+    _meta,
+    _spec,
+    _status,
+    columns,
+    format_age,
+    format_endpoints,
+    format_label_selector,
+    format_labels,
+    human_duration,
+    node_roles,
+    parse_time,
+    row_cells,
+)
 from netk8s.model.kinds import KINDS
 
-__all__ = ["format_age", "format_label_selector", "parse_time", "qualified_name", "render_json", "render_name", "render_table",
-           "render_yaml", "table_rows", "tabwrite"]
+__all__ = ["NONE", "_int", "_meta", "_spec", "_status", "format_age", "format_endpoints", "format_label_selector",
+           "format_labels", "human_duration", "node_roles", "parse_time", "qualified_name", "render_json",
+           "render_name", "render_table", "render_yaml", "table_rows", "tabwrite"]
 
 # kubectl's `get` tabwriter: minwidth 6, tabwidth 4, padding 3, pad with spaces
 # (k8s.io/cli-runtime/pkg/printers/tabwriter.go).

@@ -7,7 +7,6 @@ Each object comes with an origin such as `web.yaml#2` (the 1-based document inde
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,8 @@ class DupLoader(yaml.SafeLoader):
     """
 
 
-def _construct_map(loader: DupLoader, node: yaml.MappingNode) -> Iterator[DupDict]:
+def _construct_map(loader: DupLoader, node: yaml.MappingNode) -> DupDict:
     data = DupDict()
-    yield data
     seen: set[Any] = set()
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
@@ -44,7 +42,8 @@ def _construct_map(loader: DupLoader, node: yaml.MappingNode) -> Iterator[DupDic
         if dup and key not in data.duplicates:
             data.duplicates.append(key)
         seen.add(key)
-    data.update(loader.construct_mapping(node))
+    data.update(loader.construct_mapping(node, deep=True))
+    return data
 
 
 DupLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
