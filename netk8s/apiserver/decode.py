@@ -1,4 +1,4 @@
-"""Request bodies to objects: JSON and YAML, with kube-apiserver's field validation (Strict or warnings).
+"""Request bodies to objects: JSON, YAML and protobuf, with kube-apiserver's field validation (Strict or warn).
 
 Pure: `decode_body(body, content_type, kind, strict)` returns (object, warnings) or raises
 ValidationError. Unknown and duplicate fields follow netk8s/model/fields.py (`strict decoding error:
@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from netk8s.apiserver import protobuf
 from netk8s.errors import ValidationError
 from netk8s.model import fields
 from netk8s.model.manifest import DupLoader
@@ -51,11 +52,14 @@ def parse_yaml(text: str) -> Any:
 def decode_body(body: bytes, content_type: str, kind: str | None, strict: bool) -> tuple[dict, list[str]]:
     """Decode one object. With `strict` (fieldValidation=Strict) unknown and duplicate fields are
     errors naming their paths; otherwise they come back as warnings for the Warning header."""
+    media = media_type(content_type)
+    if media == protobuf.MEDIA_TYPE:
+        decoded = protobuf.decode_protobuf(bytes(body))
+        return fields.check(decoded, kind or decoded.get("kind"), strict)
     try:
         text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else str(body)
     except UnicodeDecodeError:
         raise ValidationError("body: not UTF-8 text") from None
-    media = media_type(content_type)
     if media in YAML_TYPES:
         doc = parse_yaml(text)
     elif media in JSON_TYPES or media.endswith("+json"):
