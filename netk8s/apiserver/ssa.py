@@ -224,9 +224,11 @@ def _remove(obj: Any, path: Path, node: Schema | None) -> None:
 
 
 def _merge(live: Any, applied: Any, node: Schema | None) -> Any:
-    """The applied configuration merged over the live object, by the schema's list semantics."""
+    """The applied configuration merged over the live object, by the schema's list semantics.
+
+    `live` must be the caller's own copy: unchanged parts of it are reused, not copied again."""
     if isinstance(live, dict) and isinstance(applied, dict):
-        out = copy.deepcopy(live)
+        out = dict(live)
         for key, value in applied.items():
             sub = sch.child(node, key) if node is not None else None
             out[key] = _merge(live[key], value, sub) if key in live else copy.deepcopy(value)
@@ -243,7 +245,7 @@ def _merge(live: Any, applied: Any, node: Schema | None) -> Any:
             merged.append(_merge(live_items[el], item, item_node) if el in live_items else copy.deepcopy(item))
         # Items only the live object has keep their place after the applied ones (SMD keeps live order
         # for them; applied order wins for the applier's items).
-        merged += [copy.deepcopy(item) for el, item in live_items.items() if el not in applied_els]
+        merged += [item for el, item in live_items.items() if el not in applied_els]
         return merged
     return copy.deepcopy(applied)
 

@@ -80,14 +80,27 @@ def served_definitions() -> dict[str, str]:
     return out
 
 
+# id(raw node) -> (raw node, resolved): the raw nodes live in the cached definitions, so ids are stable
+# (the raw node is kept in the value, so its id cannot be reused).
+_RESOLVED: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
 def resolve(node: dict[str, Any] | None) -> dict[str, Any]:
     """Follow `$ref` (the schemas keep a description beside a ref; the target's shape wins)."""
-    seen = 0
-    while node is not None and "$ref" in node and seen < 32:
+    if node is None:
+        return {}
+    if "$ref" not in node:
+        return node
+    hit = _RESOLVED.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    raw, seen = node, 0
+    while "$ref" in node and seen < 32:
         target = definitions().get(str(node["$ref"]).removeprefix(REF_PREFIX)) or {}
         node = {**target, **{k: v for k, v in node.items() if k != "$ref" and k not in target}}
         seen += 1
-    return node or {}
+    _RESOLVED[id(raw)] = (raw, node)
+    return node
 
 
 def kind_schema(kind: str) -> dict[str, Any]:

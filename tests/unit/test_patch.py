@@ -477,3 +477,12 @@ def test_injected_container_went_first() -> None:
 def test_kubectl_label_removal_merge_patch() -> None:
     out = apply_patch(MERGE, LIVE_DEPLOYMENT, b'{"metadata":{"labels":{"tier":null}}}', "Deployment")
     assert out["metadata"]["labels"] == {"app": "web"}
+
+
+def test_apply_does_not_modify_its_inputs() -> None:
+    live = server_side_apply(None, applied_deployment(), "kubectl", False, "Deployment", NOW)
+    live_before, applied = copy.deepcopy(live), applied_deployment(image="nginx:2", env=False)
+    applied_before = copy.deepcopy(applied)
+    out = server_side_apply(live, applied, "kubectl", False, "Deployment", NOW)
+    out["spec"]["template"]["spec"]["containers"][0]["image"] = "changed"
+    assert live == live_before and applied == applied_before
