@@ -1,0 +1,212 @@
+"""Watch streams: one store watcher fanned out to every HTTP watch, with resume, bookmarks and 410 Gone.
+
+A single thread follows the store (Store.watch from the last revision, all kinds) and hands each batch
+of events to the watch handlers' queues on the event loop. A watch request subscribes first, then
+catches up from its resourceVersion straight from the store (Expired -> an ERROR event carrying a 410
+Status, as kube-apiserver's watch cache answers "too old resource version", so clients relist), and
+then follows the queue, dropping what the catch-up already sent. resourceVersion "" or "0" (or
+sendInitialEvents=true) starts with an ADDED event per existing object, as kube-apiserver does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from netk8s.apiserver import status as st
+from netk8s.errors import BadRequest, Expired, NetK8sError
+from netk8s.store.base import Event, Store, normalize_key
+
+if TYPE_CHECKING:
+    from netk8s.apiserver.app import ApiServer, Target
+
+log = logging.getLogger("netk8s.apiserver.watch")
+
+PUMP_TIMEOUT_S = 1.0
+BOOKMARK_EVERY_S = 10.0
+# kube-apiserver picks a watch timeout between --min-request-timeout (1800 s) and twice that.
+DEFAULT_TIMEOUT_S = (1800, 3600)
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+class WatchHub:
+    """Follows the store from one thread and broadcasts event batches to subscribed asyncio queues."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.revision = 0
+        self._subs: set[asyncio.Queue[list[Event]]] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.revision = self.store.revision()
+        self._thread = threading.Thread(target=self._pump, args=(self.revision,), name="api-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=PUMP_TIMEOUT_S * 5)
+
+    def subscribe(self) -> asyncio.Queue[list[Event]]:
+        q: asyncio.Queue[list[Event]] = asyncio.Queue()
+        self._subs.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[list[Event]]) -> None:
+        self._subs.discard(q)
+
+    def _pump(self, since: int) -> None:
+        while not self._stop.is_set():
+            try:
+                events = self.store.watch(since, None, timeout=PUMP_TIMEOUT_S)
+            except Expired:
+                # fell behind the store's history: later watchers catch up from the store themselves
+                since = self.store.revision()
+                continue
+            except NetK8sError as err:
+                if self._stop.is_set():
+                    return
+                log.warning("watch pump: %s", err)
+                self._stop.wait(PUMP_TIMEOUT_S)
+                continue
+            if not events or self._loop is None:
+                continue
+            since = events[-1].revision
+            try:
+                self._loop.call_soon_threadsafe(self._dispatch, events)
+            except RuntimeError:
+                return  # the loop is closed: the server is stopping
+
+    def _dispatch(self, events: list[Event]) -> None:
+        self.revision = max(self.revision, events[-1].revision)
+        for q in list(self._subs):
+            q.put_nowait(events)
+
+
+def event_object(ev: Event) -> dict:
+    """The object a watch event carries; a DELETED object has the deletion's resourceVersion."""
+    if ev.type != "DELETED":
+        return ev.object
+    obj = dict(ev.object)
+    obj["metadata"] = {**obj.get("metadata", {}), "resourceVersion": str(ev.revision)}
+    return obj
+
+
+def too_old(rv: int, detail: str = "") -> dict:
+    return st.status(410, "Expired", f"too old resource version: {rv}{' (' + detail + ')' if detail else ''}")
+
+
+def _timeout(request: web.Request) -> float:
+    raw = request.query.get("timeoutSeconds")
+    if raw not in (None, ""):
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            raise BadRequest(f"timeoutSeconds: invalid integer {raw!r}") from None
+    return float(random.randint(*DEFAULT_TIMEOUT_S))
+
+
+async def serve_watch(server: ApiServer, request: web.Request, target: Target,
+                      keep: Callable[[dict], bool]) -> web.StreamResponse:
+    """Stream watch events for `target` (newline-delimited JSON WatchEvents, or Tables when asked)."""
+    from netk8s.apiserver.app import TABLE_TYPE, wants_table
+
+    kind = target.info.kind
+    ns = normalize_key(kind, target.namespace, "")[1] if target.namespace is not None else None
+    rv_param = request.query.get("resourceVersion", "")
+    send_initial = request.query.get("sendInitialEvents", "").lower() == "true"
+    bookmarks = request.query.get("allowWatchBookmarks", "").lower() == "true"
+    deadline = time.monotonic() + _timeout(request)
+    table = wants_table(request.headers.get("Accept", ""))
+    include = request.query.get("includeObject", "Metadata")
+    if not rv_param.isdigit() and rv_param != "":
+        raise BadRequest(f"resourceVersion: invalid value {rv_param!r}")
+
+    q = server.hub.subscribe()
+    resp = web.StreamResponse(headers={"Content-Type": TABLE_TYPE if table else "application/json",
+                                       "Cache-Control": "no-cache, private"})
+    resp.enable_chunked_encoding()
+    first_table = [True]
+
+    def encode(etype: str, obj: dict) -> bytes:
+        if table and etype in ("ADDED", "MODIFIED", "DELETED"):
+            from netk8s.apiserver.tables import to_table
+            t = to_table(kind, [obj], time.time(), include, obj["metadata"].get("resourceVersion", ""))
+            if not first_table[0]:
+                t["columnDefinitions"] = []  # headers ride on the first event only (watch's NoHeaders)
+            first_table[0] = False
+            obj = t
+        return json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+    def bookmark(rev: int, initial_end: bool = False) -> bytes:
+        meta: dict = {"resourceVersion": str(rev)}
+        if initial_end:
+            meta["annotations"] = {INITIAL_EVENTS_END: "true"}
+        obj = {"kind": kind, "apiVersion": target.info.api_version, "metadata": meta}
+        return json.dumps({"type": "BOOKMARK", "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+    try:
+        await resp.prepare(request)
+        if rv_param in ("", "0") or send_initial:
+            items, last = await server.read(lambda: server.store.list(kind, ns))
+            for obj in items:
+                if keep(obj):
+                    await resp.write(encode("ADDED", obj))
+            if send_initial and bookmarks:
+                await resp.write(bookmark(last, initial_end=True))
+        else:
+            last = int(rv_param)
+            while True:
+                since = last
+                try:
+                    events = await server.read(lambda s=since: server.store.watch(s, [kind], timeout=0))
+                except Expired as err:
+                    await resp.write(json.dumps({"type": "ERROR", "object": too_old(since, err.message)}).encode()
+                                     + b"\n")
+                    return resp
+                if not events:
+                    break
+                for ev in events:
+                    last = max(last, ev.revision)
+                    obj = event_object(ev)
+                    if keep(obj):
+                        await resp.write(encode(ev.type, obj))
+        next_bookmark = time.monotonic() + BOOKMARK_EVERY_S
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            wait = min(deadline, next_bookmark) - now
+            try:
+                batch = await asyncio.wait_for(q.get(), timeout=max(0.01, wait))
+            except asyncio.TimeoutError:
+                batch = []
+            for ev in batch:
+                if ev.revision <= last:
+                    continue
+                last = ev.revision
+                if ev.object.get("kind") != kind:
+                    continue
+                obj = event_object(ev)
+                if keep(obj):
+                    await resp.write(encode(ev.type, obj))
+            if bookmarks and time.monotonic() >= next_bookmark:
+                await resp.write(bookmark(max(last, server.hub.revision if q.empty() else last)))
+                next_bookmark = time.monotonic() + BOOKMARK_EVERY_S
+    except ConnectionResetError:
+        log.debug("watch %s: client went away", kind)
+    finally:
+        server.hub.unsubscribe(q)
+    return resp
