@@ -80,7 +80,9 @@ def json_response(obj: object, status: int = 200, content_type: str = JSON,
                   warnings: list[str] | None = None) -> web.Response:
     resp = web.Response(body=dumps(obj), status=status, headers={"Content-Type": content_type})
     for text in warnings or ():
-        resp.headers.add("Warning", f'299 - "{text}"')
+        # RFC 7234 warn-text is a quoted-string: escape backslashes and quotes (apiserver's warning.go)
+        quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+        resp.headers.add("Warning", f'299 - "{quoted}"')
     return resp
 
 
@@ -131,6 +133,13 @@ def accept_params(accept: str) -> list[dict[str, str]]:
         params["type"] = pieces[0].strip().lower()
         out.append(params)
     return out
+
+
+def accepts_json(accept: str) -> bool:
+    """Whether an Accept header takes plain JSON (no header, */*, application/*, application/json)."""
+    if not accept.strip():
+        return True
+    return any(p["type"] in ("*/*", "application/*", JSON) and "as" not in p for p in accept_params(accept))
 
 
 def wants_table(accept: str) -> bool:
@@ -300,6 +309,11 @@ async def _errors(request: web.Request, handler: Callable) -> web.StreamResponse
     except NetK8sError as err:
         kind, name = request.get(SUBJECT_KEY, ("", ""))
         return status_response(st.from_error(err, kind, name))
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # a bug must still answer with a Status (kube-apiserver's panic recovery)
+        log.exception("%s %s: internal error", request.method, request.path)
+        return status_response(st.status(500, "InternalError", f"Internal error occurred: {exc!r}", {}))
 
 
 @web.middleware
@@ -365,6 +379,10 @@ class Handlers:
 
     async def openapi_v2(self, request: web.Request) -> web.Response:
         from netk8s.apiserver.openapi import openapi_v2
+        if not accepts_json(request.headers.get("Accept", "")):
+            # kubectl asks for the protobuf form first; this server has the JSON form only
+            return status_response(st.status(406, "NotAcceptable", "only the following media types are "
+                                             "accepted: application/json", {}))
         return json_response(openapi_v2())
 
     async def openapi_v3_index(self, request: web.Request) -> web.Response:
@@ -577,7 +595,7 @@ class Handlers:
             from netk8s.apiserver.patch import track_update
             cur = self.store.get(*self._key(target))
             if target.subresource == "scale":
-                new = from_scale(cur, obj)
+                new = registry.admit_update(self.store, from_scale(cur, obj), cur)
             else:
                 new = registry.admit_update(self.store, obj, cur, target.subresource)
             new = track_update(cur, new, manager, target.info.kind, now, target.subresource)
@@ -659,7 +677,8 @@ class Handlers:
                     patched = track_update(cur, apply_patch(media, cur, body, kind), manager, kind, now,
                                            target.subresource)
             if target.subresource == "scale":
-                new = from_scale(cur, patched)
+                new = track_update(cur, registry.admit_update(self.store, from_scale(cur, patched), cur),
+                                   manager, kind, now, "scale")
             else:
                 new = registry.admit_update(self.store, patched, cur, target.subresource)
             return self._store_update(new, cur, dry)
