@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -88,3 +90,23 @@ def deployment(name: str, replicas: int = 2, ns: str = "default") -> dict:
             "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels},
                                   "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_test_pki(d: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and client certificates adm (system:masters) and node
+    (system:nodes) in `d`, made with the openssl command."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"), "-days", "1",
+             "-subj", "/CN=test-ca")
+    (d / "srv.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    (d / "cl.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for stem, subj, ext in (("srv", "/CN=apiserver", "srv.ext"), ("adm", "/O=system:masters/CN=admin", "cl.ext"),
+                            ("node", "/O=system:nodes/CN=system:node:n1", "cl.ext")):
+        _openssl("req", *ec, "-keyout", str(d / f"{stem}.key"), "-out", str(d / f"{stem}.csr"), "-subj", subj)
+        _openssl("x509", "-req", "-in", str(d / f"{stem}.csr"), "-CA", str(d / "ca.crt"), "-CAkey",
+                 str(d / "ca.key"), "-CAcreateserial", "-out", str(d / f"{stem}.crt"), "-days", "1",
+                 "-extfile", str(d / ext))

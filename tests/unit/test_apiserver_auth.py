@@ -18,6 +18,7 @@ import pytest
 
 from netk8s.apiserver.auth import User, allowed, parse_token_file, user_from_bearer, user_from_peercert
 from netk8s.errors import ValidationError
+from tests.unit.apiserver_util import make_test_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 20.0
@@ -58,24 +59,6 @@ def test_rbac_split(groups: tuple[str, ...], verb: str, resource: str, ok: bool)
     assert allowed(User("u", "", groups), verb, resource) is ok
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def _make_pki(d: Path) -> None:
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"), "-days", "1",
-             "-subj", "/CN=test-ca")
-    (d / "srv.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    (d / "cl.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for stem, subj, ext in (("srv", "/CN=apiserver", "srv.ext"), ("adm", "/O=system:masters/CN=admin", "cl.ext"),
-                            ("node", "/O=system:nodes/CN=system:node:n1", "cl.ext")):
-        _openssl("req", *ec, "-keyout", str(d / f"{stem}.key"), "-out", str(d / f"{stem}.csr"), "-subj", subj)
-        _openssl("x509", "-req", "-in", str(d / f"{stem}.csr"), "-CA", str(d / "ca.crt"), "-CAkey",
-                 str(d / "ca.key"), "-CAcreateserial", "-out", str(d / f"{stem}.crt"), "-days", "1",
-                 "-extfile", str(d / ext))
-
-
 def _request(url: str, ca: Path, cert: tuple[Path, Path] | None, method: str = "GET",
              token: str = "") -> tuple[int, dict]:
     ctx = ssl.create_default_context(cafile=str(ca))
@@ -91,7 +74,7 @@ def _request(url: str, ca: Path, cert: tuple[Path, Path] | None, method: str = "
 
 @pytest.mark.integration
 def test_server_process_over_tls(tmp_path: Path) -> None:
-    _make_pki(tmp_path)
+    make_test_pki(tmp_path)
     (tmp_path / "tokens.csv").write_text('viewer-token,viewer,v1,"netk8s:viewers"\n')
     db = tmp_path / "store.db"
     argv = [sys.executable, "-m", "netk8s.apiserver", "--store", f"sqlite://{db}", "--listen", "127.0.0.1:0",
