@@ -25,6 +25,11 @@ from aiohttp import web
 from netk8s.apiserver import auth, discovery, registry
 from netk8s.apiserver import resources as res
 from netk8s.apiserver import status as st
+from netk8s.apiserver.decode import decode_body
+from netk8s.apiserver.media import JSON, TABLE_TYPE, accepts_json, wants_table
+from netk8s.apiserver.openapi import openapi_v2, openapi_v3, openapi_v3_index
+from netk8s.apiserver.patch import APPLY_PATCH, PATCH_TYPES, apply_patch, server_side_apply, track_update
+from netk8s.apiserver.tables import format_label_selector, to_table
 from netk8s.apiserver.watch import WatchHub, serve_watch
 from netk8s.errors import BadRequest, Conflict, NetK8sError, NotFound, ValidationError
 from netk8s.model.kinds import KindInfo
@@ -34,8 +39,6 @@ from netk8s.store.base import Store, normalize_key, utc_timestamp
 log = logging.getLogger("netk8s.apiserver")
 
 T = TypeVar("T")
-JSON = "application/json"
-TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 PATCH_RETRIES = 5
 FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
 # Field selectors each kind supports besides metadata.name and metadata.namespace
@@ -122,30 +125,6 @@ def parse_target(api_root: str, tail: str) -> Target | None:
     if info.namespaced and name and namespace is None:
         return None
     return Target(info, namespace if info.namespaced else None, name, sub, watch)
-
-
-def accept_params(accept: str) -> list[dict[str, str]]:
-    """Each media range of an Accept header as a dict of its parameters plus "type"."""
-    out = []
-    for part in accept.split(","):
-        pieces = part.split(";")
-        params = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in pieces[1:])}
-        params["type"] = pieces[0].strip().lower()
-        out.append(params)
-    return out
-
-
-def accepts_json(accept: str) -> bool:
-    """Whether an Accept header takes plain JSON (no header, */*, application/*, application/json)."""
-    if not accept.strip():
-        return True
-    return any(p["type"] in ("*/*", "application/*", JSON) and "as" not in p for p in accept_params(accept))
-
-
-def wants_table(accept: str) -> bool:
-    """`application/json;as=Table;v=v1;g=meta.k8s.io` (kubectl get's server-side printing)."""
-    return any(p.get("as") == "Table" and p.get("g") == "meta.k8s.io" and p.get("v") in ("v1", "v1beta1")
-               for p in accept_params(accept))
 
 
 def field_value(obj: dict, path: str) -> str:
@@ -378,7 +357,6 @@ class Handlers:
         return json_response(discovery.api_group_list())
 
     async def openapi_v2(self, request: web.Request) -> web.Response:
-        from netk8s.apiserver.openapi import openapi_v2
         if not accepts_json(request.headers.get("Accept", "")):
             # kubectl asks for the protobuf form first; this server has the JSON form only
             return status_response(st.status(406, "NotAcceptable", "only the following media types are "
@@ -386,11 +364,9 @@ class Handlers:
         return json_response(openapi_v2())
 
     async def openapi_v3_index(self, request: web.Request) -> web.Response:
-        from netk8s.apiserver.openapi import openapi_v3_index
         return json_response(openapi_v3_index())
 
     async def openapi_v3(self, request: web.Request) -> web.Response:
-        from netk8s.apiserver.openapi import openapi_v3
         doc = openapi_v3(request.match_info["path"])
         if doc is None:
             return status_response(st.path_not_found())
@@ -471,7 +447,6 @@ class Handlers:
         return agent.split("/", 1)[0] or "unknown"
 
     async def _body(self, request: web.Request, target: Target) -> tuple[dict, list[str]]:
-        from netk8s.apiserver.decode import decode_body
         mode = request.query.get("fieldValidation", "Warn") or "Warn"
         if mode not in FIELD_VALIDATION:
             raise BadRequest(f'fieldValidation: Unsupported value: "{mode}": supported values: '
@@ -528,7 +503,6 @@ class Handlers:
         if target.subresource == "scale":
             obj = to_scale(obj)
         elif wants_table(request.headers.get("Accept", "")):
-            from netk8s.apiserver.tables import to_table
             table = to_table(target.info.kind, [obj], time.time(), request.query.get("includeObject", "Metadata"),
                              obj["metadata"].get("resourceVersion", ""))
             return json_response(table, status, TABLE_TYPE, warnings)
@@ -558,7 +532,6 @@ class Handlers:
             meta["continue"] = encode_continue(start_rev or rev, _object_key(selected[-1]))
             meta["remainingItemCount"] = sum(1 for o in items if keep(o) and _object_key(o) > _object_key(selected[-1]))
         if wants_table(request.headers.get("Accept", "")):
-            from netk8s.apiserver.tables import to_table
             table = to_table(kind, selected, time.time(), request.query.get("includeObject", "Metadata"),
                              meta["resourceVersion"], meta.get("continue", ""))
             return json_response(table, content_type=TABLE_TYPE)
@@ -576,7 +549,6 @@ class Handlers:
         request[SUBJECT_KEY] = (target.info.kind, meta.get("name") or meta.get("generateName") or "")
 
         def write() -> dict:
-            from netk8s.apiserver.patch import track_update
             admitted = track_update(None, registry.admit_create(self.store, obj), manager, target.info.kind, now)
             if dry:
                 return registry.dry_run_created(admitted, now)
@@ -592,7 +564,6 @@ class Handlers:
         now = self._now()
 
         def write() -> dict:
-            from netk8s.apiserver.patch import track_update
             cur = self.store.get(*self._key(target))
             if target.subresource == "scale":
                 new = registry.admit_update(self.store, from_scale(cur, obj), cur)
@@ -610,14 +581,6 @@ class Handlers:
         return self.store.update(new)
 
     async def do_patch(self, request: web.Request, target: Target) -> web.Response:
-        from netk8s.apiserver.decode import decode_body
-        from netk8s.apiserver.patch import (
-            APPLY_PATCH,
-            PATCH_TYPES,
-            apply_patch,
-            server_side_apply,
-            track_update,
-        )
         media = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if media not in PATCH_TYPES:
             return status_response(st.status(415, "UnsupportedMediaType",
@@ -768,7 +731,6 @@ def registry_not_found(target: Target) -> NotFound:
 
 def to_scale(obj: dict) -> dict:
     """autoscaling/v1 Scale of a Deployment/ReplicaSet/StatefulSet (pkg/registry/apps/*/storage scale)."""
-    from netk8s.apiserver.tables import format_label_selector
     meta = obj["metadata"]
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}

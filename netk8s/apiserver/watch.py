@@ -11,6 +11,7 @@ sendInitialEvents=true) starts with an ADDED event per existing object, as kube-
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from netk8s.apiserver import status as st
+from netk8s.apiserver.media import TABLE_TYPE, wants_table
+from netk8s.apiserver.tables import to_table
 from netk8s.errors import BadRequest, Expired, NetK8sError
 from netk8s.store.base import Event, Store, normalize_key
 
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("netk8s.apiserver.watch")
 
-PUMP_TIMEOUT_S = 1.0
+PUMP_TIMEOUT_S = 0.25  # how soon stop() is noticed; events themselves wake the store watch at once
 BOOKMARK_EVERY_S = 10.0
 # kube-apiserver picks a watch timeout between --min-request-timeout (1800 s) and twice that.
 DEFAULT_TIMEOUT_S = (1800, 3600)
@@ -121,8 +124,6 @@ def _timeout(request: web.Request) -> float:
 async def serve_watch(server: ApiServer, request: web.Request, target: Target,
                       keep: Callable[[dict], bool]) -> web.StreamResponse:
     """Stream watch events for `target` (newline-delimited JSON WatchEvents, or Tables when asked)."""
-    from netk8s.apiserver.app import TABLE_TYPE, wants_table
-
     kind = target.info.kind
     ns = normalize_key(kind, target.namespace, "")[1] if target.namespace is not None else None
     rv_param = request.query.get("resourceVersion", "")
@@ -142,7 +143,6 @@ async def serve_watch(server: ApiServer, request: web.Request, target: Target,
 
     def encode(etype: str, obj: dict) -> bytes:
         if table and etype in ("ADDED", "MODIFIED", "DELETED"):
-            from netk8s.apiserver.tables import to_table
             t = to_table(kind, [obj], time.time(), include, obj["metadata"].get("resourceVersion", ""))
             if not first_table[0]:
                 t["columnDefinitions"] = []  # headers ride on the first event only (watch's NoHeaders)
@@ -171,7 +171,7 @@ async def serve_watch(server: ApiServer, request: web.Request, target: Target,
             while True:
                 since = last
                 try:
-                    events = await server.read(lambda s=since: server.store.watch(s, [kind], timeout=0))
+                    events = await server.read(functools.partial(server.store.watch, since, [kind], 0))
                 except Expired as err:
                     await resp.write(json.dumps({"type": "ERROR", "object": too_old(since, err.message)}).encode()
                                      + b"\n")
