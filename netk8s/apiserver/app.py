@@ -413,7 +413,9 @@ class Handlers:
             resp: web.StreamResponse = await extra.handler(request, target)
             return resp
         if verb == "watch":
-            return await serve_watch(self.server, request, target, self._filters(request, target))
+            selective = bool(request.query.get("labelSelector", "").strip()
+                             or request.query.get("fieldSelector", "").strip())
+            return await serve_watch(self.server, request, target, self._filters(request, target), selective)
         method = getattr(self, f"do_{verb}")
         out: web.StreamResponse = await method(request, target)
         return out

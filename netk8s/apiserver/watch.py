@@ -98,6 +98,44 @@ class WatchHub:
             q.put_nowait(events)
 
 
+class SelectedEvents:
+    """Watch event types under a label/field selector, as kube-apiserver's cacheWatcher converts them:
+    an object that starts matching comes as ADDED, one that stops matching as DELETED, others not at all.
+    Without a selector (`selective` False) an event passes as it is when `keep` accepts the object."""
+
+    def __init__(self, keep: Callable[[dict], bool], selective: bool) -> None:
+        self.keep = keep
+        self.selective = selective
+        self.matching: set[str] = set()
+
+    def seed(self, objects: list[dict]) -> None:
+        """Objects that match when the watch starts (so leaving the selector later is a DELETED)."""
+        if self.selective:
+            self.matching.update(_uid(o) for o in objects if self.keep(o))
+
+    def convert(self, etype: str, obj: dict) -> str | None:
+        now = self.keep(obj)
+        if not self.selective:
+            return etype if now else None
+        uid = _uid(obj)
+        was = uid in self.matching
+        if etype == "DELETED":
+            self.matching.discard(uid)
+            return "DELETED" if was or now else None
+        if now:
+            self.matching.add(uid)
+            return "MODIFIED" if was and etype == "MODIFIED" else "ADDED"
+        if was:
+            self.matching.discard(uid)
+            return "DELETED"
+        return None
+
+
+def _uid(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("uid") or f"{meta.get('namespace', '')}/{meta.get('name', '')}")
+
+
 def event_object(ev: Event) -> dict:
     """The object a watch event carries; a DELETED object has the deletion's resourceVersion."""
     if ev.type != "DELETED":
@@ -122,7 +160,7 @@ def _timeout(request: web.Request) -> float:
 
 
 async def serve_watch(server: ApiServer, request: web.Request, target: Target,
-                      keep: Callable[[dict], bool]) -> web.StreamResponse:
+                      keep: Callable[[dict], bool], selective: bool) -> web.StreamResponse:
     """Stream watch events for `target` (newline-delimited JSON WatchEvents, or Tables when asked)."""
     kind = target.info.kind
     ns = normalize_key(kind, target.namespace, "")[1] if target.namespace is not None else None
@@ -135,6 +173,7 @@ async def serve_watch(server: ApiServer, request: web.Request, target: Target,
     if not rv_param.isdigit() and rv_param != "":
         raise BadRequest(f"resourceVersion: invalid value {rv_param!r}")
 
+    selected = SelectedEvents(keep, selective)
     q = server.hub.subscribe()
     resp = web.StreamResponse(headers={"Content-Type": TABLE_TYPE if table else "application/json",
                                        "Cache-Control": "no-cache, private"})
@@ -162,12 +201,14 @@ async def serve_watch(server: ApiServer, request: web.Request, target: Target,
         if rv_param in ("", "0") or send_initial:
             items, last = await server.read(lambda: server.store.list(kind, ns))
             for obj in items:
-                if keep(obj):
+                if selected.convert("ADDED", obj):
                     await resp.write(encode("ADDED", obj))
             if send_initial and bookmarks:
                 await resp.write(bookmark(last, initial_end=True))
         else:
             last = int(rv_param)
+            if selective:
+                selected.seed((await server.read(lambda: server.store.list(kind, ns)))[0])
             while True:
                 since = last
                 try:
@@ -181,8 +222,8 @@ async def serve_watch(server: ApiServer, request: web.Request, target: Target,
                 for ev in events:
                     last = max(last, ev.revision)
                     obj = event_object(ev)
-                    if keep(obj):
-                        await resp.write(encode(ev.type, obj))
+                    if etype := selected.convert(ev.type, obj):
+                        await resp.write(encode(etype, obj))
         next_bookmark = time.monotonic() + BOOKMARK_EVERY_S
         while True:
             now = time.monotonic()
@@ -200,8 +241,8 @@ async def serve_watch(server: ApiServer, request: web.Request, target: Target,
                 if ev.object.get("kind") != kind:
                     continue
                 obj = event_object(ev)
-                if keep(obj):
-                    await resp.write(encode(ev.type, obj))
+                if etype := selected.convert(ev.type, obj):
+                    await resp.write(encode(etype, obj))
             if bookmarks and time.monotonic() >= next_bookmark:
                 await resp.write(bookmark(max(last, server.hub.revision if q.empty() else last)))
                 next_bookmark = time.monotonic() + BOOKMARK_EVERY_S

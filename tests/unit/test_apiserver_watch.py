@@ -146,3 +146,26 @@ def test_watch_as_table_sends_column_definitions_once() -> None:
         resp.close()
 
     run_api(t)
+
+
+def test_watch_with_a_selector_sees_objects_enter_and_leave_it() -> None:
+    async def t(api: Api) -> None:
+        _, p, _ = await api.call("POST", PODS, pod("p"))
+        rv = await rv_of_list(api)
+        resp = await open_watch(api, "/api/v1/pods", {"resourceVersion": rv, "fieldSelector": "spec.nodeName=n1"})
+        p["spec"]["nodeName"] = "n1"  # bound to the node: it enters the node's watch as ADDED
+        _, p, _ = await api.call("PUT", f"{PODS}/p", p)
+        p["metadata"]["labels"] = {"x": "y"}
+        _, p, _ = await api.call("PUT", f"{PODS}/p", p)
+        assert [(await next_event(resp))["type"] for _ in range(2)] == ["ADDED", "MODIFIED"]
+        resp.close()
+        # a label change that takes the object out of a label selector is a DELETED for that watch
+        rv = await rv_of_list(api)
+        resp = await open_watch(api, PODS, {"resourceVersion": rv, "labelSelector": "x=y"})
+        p["metadata"]["labels"] = {"x": "z"}
+        await api.call("PUT", f"{PODS}/p", p)
+        event = await next_event(resp)
+        assert (event["type"], event["object"]["metadata"]["labels"]) == ("DELETED", {"x": "z"})
+        resp.close()
+
+    run_api(t)
