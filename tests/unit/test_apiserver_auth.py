@@ -60,11 +60,16 @@ def test_rbac_split(groups: tuple[str, ...], verb: str, resource: str, ok: bool)
 
 
 def _request(url: str, ca: Path, cert: tuple[Path, Path] | None, method: str = "GET",
-             token: str = "") -> tuple[int, dict]:
+             token: str = "", body: dict | None = None) -> tuple[int, dict]:
     ctx = ssl.create_default_context(cafile=str(ca))
     if cert is not None:
         ctx.load_cert_chain(str(cert[0]), str(cert[1]))
-    req = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {token}"} if token else {})
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, method=method, headers=headers, data=data)
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -72,27 +77,40 @@ def _request(url: str, ca: Path, cert: tuple[Path, Path] | None, method: str = "
         return err.code, json.loads(err.read())
 
 
+def _start_server(tmp_path: Path, db: Path, log_name: str) -> tuple[subprocess.Popen, str]:
+    """`python -m netk8s.apiserver` on 127.0.0.1 (a free port) over the SQLite file `db`; (process, base URL)."""
+    argv = [sys.executable, "-m", "netk8s.apiserver", "--store", f"sqlite://{db}", "--listen", "127.0.0.1:0",
+            "--tls-cert", str(tmp_path / "srv.crt"), "--tls-key", str(tmp_path / "srv.key"),
+            "--client-ca", str(tmp_path / "ca.crt"), "--token-file", str(tmp_path / "tokens.csv")]
+    log = tmp_path / log_name
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+    deadline = time.monotonic() + DEADLINE_S
+    port = 0
+    while not port and time.monotonic() < deadline and proc.poll() is None:
+        for line in log.read_text().splitlines():
+            if "serving https://127.0.0.1:" in line:
+                port = int(line.rsplit(":", 1)[1])
+        time.sleep(0.05)
+    if not port:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(log.read_text())
+    return proc, f"https://127.0.0.1:{port}"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.integration
 def test_server_process_over_tls(tmp_path: Path) -> None:
     make_test_pki(tmp_path)
     (tmp_path / "tokens.csv").write_text('viewer-token,viewer,v1,"netk8s:viewers"\n')
-    db = tmp_path / "store.db"
-    argv = [sys.executable, "-m", "netk8s.apiserver", "--store", f"sqlite://{db}", "--listen", "127.0.0.1:0",
-            "--tls-cert", str(tmp_path / "srv.crt"), "--tls-key", str(tmp_path / "srv.key"),
-            "--client-ca", str(tmp_path / "ca.crt"), "--token-file", str(tmp_path / "tokens.csv")]
-    log = tmp_path / "apiserver.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+    proc, base = _start_server(tmp_path, tmp_path / "store.db", "apiserver.log")
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        port = 0
-        while not port and time.monotonic() < deadline and proc.poll() is None:
-            for line in log.read_text().splitlines():
-                if "serving https://127.0.0.1:" in line:
-                    port = int(line.rsplit(":", 1)[1])
-            time.sleep(0.05)
-        assert port, log.read_text()
-        base = f"https://127.0.0.1:{port}"
         ca = tmp_path / "ca.crt"
         admin = (tmp_path / "adm.crt", tmp_path / "adm.key")
         node = (tmp_path / "node.crt", tmp_path / "node.key")
@@ -107,6 +125,37 @@ def test_server_process_over_tls(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=DEADLINE_S) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+@pytest.mark.integration
+def test_restart_loses_nothing_and_a_watch_resumes(tmp_path: Path) -> None:
+    make_test_pki(tmp_path)
+    (tmp_path / "tokens.csv").write_text('admin-token,admin,a1,"system:masters"\n')
+    db = tmp_path / "store.db"
+    ca = tmp_path / "ca.crt"
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+    proc, base = _start_server(tmp_path, db, "first.log")
+    try:
+        assert _request(f"{base}/api/v1/namespaces", ca, None, "POST", "admin-token", ns)[0] == 201
+        code, created = _request(f"{base}/api/v1/namespaces/default/pods", ca, None, "POST", "admin-token", pod)
+        assert code == 201
+        proc.kill()  # no clean shutdown
+        proc.wait()
+        proc, base = _start_server(tmp_path, db, "second.log")
+        code, got = _request(f"{base}/api/v1/namespaces/default/pods/p", ca, None, token="admin-token")
+        assert (code, got["metadata"]["uid"]) == (200, created["metadata"]["uid"])
+        second = {**pod, "metadata": {"name": "q"}}
+        assert _request(f"{base}/api/v1/namespaces/default/pods", ca, None, "POST", "admin-token", second)[0] == 201
+        # a watch from the revision seen before the restart replays what happened after it
+        rv = created["metadata"]["resourceVersion"]
+        url = f"{base}/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}&timeoutSeconds=1"
+        ctx = ssl.create_default_context(cafile=str(ca))
+        req = urllib.request.Request(url, headers={"Authorization": "Bearer admin-token"})
+        with urllib.request.urlopen(req, context=ctx, timeout=DEADLINE_S) as resp:
+            events = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "q")]
+    finally:
+        _stop(proc)
