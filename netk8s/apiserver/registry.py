@@ -18,7 +18,7 @@ from netk8s.apiserver.resources import has_status
 from netk8s.errors import Conflict, Forbidden, NotFound, ValidationError
 from netk8s.model import svcalloc
 from netk8s.model.defaults import apply_defaults
-from netk8s.model.kinds import kind_info
+from netk8s.model.kinds import KINDS, kind_info
 from netk8s.model.validate import validate
 from netk8s.store.base import Store, key_of, normalize_key
 
@@ -93,7 +93,14 @@ def admit_update(store: Store, obj: dict, current: dict, subresource: str = "") 
             else:
                 new.pop("status", None)
     meta = new.setdefault("metadata", {})
+    # netk8s's controllers (graceful_delete_op) mark a pod for deletion with an update that sets
+    # deletionTimestamp; kube-apiserver would need a DELETE for that. Setting it once is accepted,
+    # changing or clearing it is not.
+    marking = subresource == "" and not current["metadata"].get("deletionTimestamp") and \
+        bool(meta.get("deletionTimestamp"))
     for field in SERVER_META:
+        if marking and field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            continue
         if field in current["metadata"]:
             meta[field] = current["metadata"][field]
         else:
@@ -167,6 +174,11 @@ def _mark(store: Store, cur: dict, grace: int, now: str, dry_run: bool) -> dict:
     return new if dry_run else store.update(new)
 
 
+def namespace_empty(store: Store, namespace: str) -> bool:
+    """No object of any namespaced kind is left in `namespace`."""
+    return all(not store.list(info.kind, namespace)[0] for info in KINDS.values() if info.namespaced)
+
+
 def _dependents(store: Store, owner: dict) -> list[dict]:
     kinds = DEPENDENT_KINDS.get(owner["kind"], ())
     uid = owner["metadata"].get("uid")
@@ -199,7 +211,8 @@ def delete(store: Store, kind: str, namespace: str, name: str, now: str, grace: 
     """Delete like kube-apiserver. A pod bound to a node is marked with deletionTimestamp for its
     grace period (0 removes it now); a Namespace is marked Terminating (the controller empties and
     removes it). Other objects are removed, and their dependents follow: Background/Foreground delete
-    them too (pods gracefully), Orphan drops the ownerReference instead."""
+    them too (pods gracefully), Orphan drops the ownerReference instead. Foreground is served like
+    Background with the dependents removed first: the owner does not wait for its pods' graceful stop."""
     if propagation is not None and propagation not in PROPAGATION:
         raise ValidationError(f"propagationPolicy: Unsupported value: {propagation!r}: supported values: "
                               + ", ".join(f'"{p}"' for p in PROPAGATION), field="propagationPolicy",
@@ -215,7 +228,13 @@ def delete(store: Store, kind: str, namespace: str, name: str, now: str, grace: 
                        f"ResourceVersion in precondition: {precondition_rv}, "
                        f"ResourceVersion in object meta: {meta['resourceVersion']}")
     if kind == "Namespace":
-        return Deleted(_mark(store, cur, 0, now, dry_run), False)
+        # The first delete marks it Terminating; the namespace controller empties it and deletes it
+        # again, which removes it (kube-apiserver: once spec.finalizers are cleared by that controller).
+        if not meta.get("deletionTimestamp") or not namespace_empty(store, name):
+            return Deleted(_mark(store, cur, 0, now, dry_run), False)
+        if dry_run:
+            return Deleted(cur, True)
+        return Deleted(store.delete(*key, resource_version=precondition_rv), True)
     if kind == "Pod" and (cur.get("spec") or {}).get("nodeName") and grace != 0:
         period = grace if grace is not None else int((cur.get("spec") or {}).get("terminationGracePeriodSeconds",
                                                                                    DEFAULT_POD_GRACE))

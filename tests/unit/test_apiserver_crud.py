@@ -200,6 +200,15 @@ def test_delete_pod_on_a_node_is_graceful_and_namespace_terminates() -> None:
         assert code == 202 and body["status"]["phase"] == "Terminating"
         code, body, _ = await api.call("POST", "/api/v1/namespaces/team/pods", pod("q", ns="team"))
         assert (code, body["reason"]) == (403, "Forbidden") and "being terminated" in body["message"]
+        # deleted again once empty (what the namespace controller does), it is removed
+        code, body, _ = await api.call("DELETE", "/api/v1/namespaces/team")
+        assert (code, body["status"]) == (200, "Success")
+        # a namespace with content stays Terminating on a second delete
+        api.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "busy"}})
+        await api.call("POST", "/api/v1/namespaces/busy/pods", pod("r", ns="busy"))
+        await api.call("DELETE", "/api/v1/namespaces/busy")
+        code, body, _ = await api.call("DELETE", "/api/v1/namespaces/busy")
+        assert code == 202 and body["status"]["phase"] == "Terminating"
 
     run_api(t)
 
@@ -302,5 +311,19 @@ def test_unknown_paths_are_404_status() -> None:
         for path in ("/api/v2/pods", "/api/v1/widgets", "/api/v1/pods/x", f"{PODS}/p/bogus", "/nothing"):
             code, body, _ = await api.call("GET", path)
             assert (code, body["kind"], body["reason"]) == (404, "Status", "NotFound"), path
+
+    run_api(t)
+
+
+def test_update_may_set_deletion_timestamp_once_but_not_clear_it() -> None:
+    async def t(api: Api) -> None:
+        _, p, _ = await api.call("POST", PODS, pod("p", node="n1"))
+        p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        p["metadata"]["deletionGracePeriodSeconds"] = 5
+        code, marked, _ = await api.call("PUT", f"{PODS}/p", p)  # the controller's graceful delete
+        assert code == 200 and marked["metadata"]["deletionGracePeriodSeconds"] == 5
+        del marked["metadata"]["deletionTimestamp"]
+        code, kept, _ = await api.call("PUT", f"{PODS}/p", marked)
+        assert code == 200 and kept["metadata"]["deletionTimestamp"] == "2026-01-01T00:00:00Z"
 
     run_api(t)
