@@ -60,6 +60,34 @@ def _strip_ref(message: str) -> str:
     return _REF_RE.sub("", message, count=1)
 
 
+_GOT_RE = re.compile(r"^(?P<detail>.*), got (?P<value>.+)$")
+_ONE_OF_RE = re.compile(r"^must be one of (?P<allowed>.*), got (?P<value>.+)$")
+_REQUIRED_RE = re.compile(r"^is required\b\s*(?P<rest>.*)$")
+
+
+def kube_problem(problem: str) -> str:
+    """netk8s's problem text in field.Error's wording (`Invalid value: 0: must be between 1 and 65535,
+    inclusive`, `Required value`, `Unsupported value: "HTTP": supported values: "TCP", "UDP"`)."""
+    if problem.startswith(("Invalid value:", "Required value", "Unsupported value:", "Duplicate value:",
+                           "Forbidden:")):
+        return problem
+    m = _REQUIRED_RE.match(problem)
+    if m:
+        rest = m.group("rest").strip().strip("()").strip()
+        return f"Required value: {rest}" if rest else "Required value"
+    m = _ONE_OF_RE.match(problem)
+    if m:
+        allowed = ", ".join(f'"{a.strip()}"' for a in m.group("allowed").split(","))
+        return f"Unsupported value: {m.group('value')}: supported values: {allowed}"
+    m = _GOT_RE.match(problem)
+    if m:
+        detail = m.group("detail")
+        if re.fullmatch(r"must be between \S+ and \S+", detail):
+            detail += ", inclusive"
+        return f"Invalid value: {m.group('value')}: {detail}"
+    return problem
+
+
 def _cause_reason(problem: str) -> str:
     """StatusCause reasons (field.ErrorType): Required, Duplicate, NotSupported, Forbidden, Invalid."""
     low = problem.lower()
@@ -78,7 +106,7 @@ def invalid(kind: str, name: str, err: ValidationError) -> dict:
     """422 Invalid: `Service "s" is invalid: spec.ports[0].port: <problem>` with details.causes."""
     causes = list(err.causes)
     if err.field:
-        problem = err.problem or _strip_ref(err.message)
+        problem = kube_problem(err.problem) if err.problem else _strip_ref(err.message)
         causes.insert(0, {"reason": _cause_reason(problem), "message": problem, "field": err.field})
         text = f"{err.field}: {problem}"
     else:
