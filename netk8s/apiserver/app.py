@@ -410,6 +410,8 @@ class Handlers:
             return status_response(st.forbidden(user.name, verb, target.resource, group,
                                                 target.namespace or "", target.name))
         if extra is not None:
+            if verb not in extra.verbs:
+                return status_response(st.method_not_allowed(verb, target.resource))
             resp: web.StreamResponse = await extra.handler(request, target)
             return resp
         if verb == "watch":

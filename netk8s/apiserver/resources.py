@@ -35,7 +35,10 @@ Handler = Callable[..., Awaitable[Any]]
 class Subresource:
     """An extra subresource: `kind`/`name` (Pod/exec), its verbs for discovery, the kind it answers
     with as (group, version, kind), and an aiohttp handler `async (request, target) -> StreamResponse`
-    where target is the app's Target (kind, namespace, name, subresource) of the request."""
+    where target is the app's Target (info, namespace, name, subresource) of the request. The request
+    is already authenticated and authorized (verb from the HTTP method: GET get, POST create, ...);
+    `request.app[netk8s.apiserver.app.APP_KEY]` is the ApiServer (its `store`, `read()` for store calls
+    off the event loop). Errors raised as NetK8sError become Status answers."""
 
     kind: str
     name: str
