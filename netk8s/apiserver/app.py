@@ -694,6 +694,8 @@ class Handlers:
         dry = _dry_run(request) or bool(options.get("dryRun"))
         kind, ns, name = self._key(target)
         done = await self.server.write(lambda: self._delete_one(kind, ns, name, options, dry))
+        if done.gone and target.info.kind in res.RETURN_DELETED_OBJECT:
+            return self._render(request, target, done.obj)
         if done.gone:
             info = target.info
             return json_response(st.success({"name": name, "group": st.group_of(info.api_version),

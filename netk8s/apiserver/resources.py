@@ -21,6 +21,9 @@ NO_DELETECOLLECTION = frozenset({"Namespace"})
 NO_STATUS_KINDS = frozenset({"Endpoints", "EndpointSlice", "ConfigMap", "Secret", "IngressClass",
                              "NetworkPolicy", "ServiceAccount", "Event"})
 SCALE_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet"})
+# Kinds whose DELETE answers with the deleted object instead of a Status (ReturnDeletedObject in
+# pkg/registry/core/pod/storage and service/storage; the OpenAPI spec, and so generated clients, say so).
+RETURN_DELETED_OBJECT = frozenset({"Pod", "Service"})
 # `kubectl get all` expands the "all" category (pkg/registry/*/storage Categories()).
 ALL_CATEGORY = frozenset({"Pod", "Service", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet",
                           "Job", "CronJob", "ReplicationController"})

@@ -76,8 +76,8 @@ def test_create_get_list_update_delete() -> None:
         code, body, _ = await api.call("PUT", f"{PODS}/web", got)
         assert (code, body["reason"]) == (409, "Conflict")
         assert "the object has been modified" in body["message"]
-        code, body, _ = await api.call("DELETE", f"{PODS}/web")
-        assert (code, body["status"], body["details"]["name"]) == (200, "Success", "web")
+        code, body, _ = await api.call("DELETE", f"{PODS}/web")  # pods answer with the deleted object
+        assert (code, body["kind"], body["metadata"]["name"]) == (200, "Pod", "web")
         code, body, _ = await api.call("GET", f"{PODS}/web")
         assert (code, body["reason"], body["message"]) == (404, "NotFound", 'pods "web" not found')
 
@@ -193,7 +193,7 @@ def test_delete_pod_on_a_node_is_graceful_and_namespace_terminates() -> None:
         assert body["metadata"]["deletionGracePeriodSeconds"] == 30
         code, body, _ = await api.call("DELETE", f"{PODS}/p", {"kind": "DeleteOptions", "apiVersion": "v1",
                                                                "gracePeriodSeconds": 0})
-        assert (code, body["status"]) == (200, "Success")
+        assert (code, body["kind"]) == (200, "Pod")
         await api.call("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                       "metadata": {"name": "team"}})
         code, body, _ = await api.call("DELETE", "/api/v1/namespaces/team")
@@ -227,9 +227,10 @@ def test_cascading_delete_and_orphan() -> None:
         p["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1",
                                              "uid": rs["metadata"]["uid"], "controller": True}]
         await api.call("POST", PODS, p)
-        code, _, _ = await api.call("DELETE", "/apis/apps/v1/namespaces/default/deployments/web",
-                                    params={"propagationPolicy": "Background"})
-        assert code == 200
+        code, body, _ = await api.call("DELETE", "/apis/apps/v1/namespaces/default/deployments/web",
+                                       params={"propagationPolicy": "Background"})
+        assert (code, body["kind"], body["status"], body["details"]["kind"]) == (200, "Status", "Success",
+                                                                                 "deployments")
         _, rsl, _ = await api.call("GET", "/apis/apps/v1/namespaces/default/replicasets")
         _, pods, _ = await api.call("GET", PODS)
         assert rsl["items"] == [] and pods["items"] == []
