@@ -38,6 +38,9 @@ BOOKMARK_EVERY_S = 10.0
 # kube-apiserver picks a watch timeout between --min-request-timeout (1800 s) and twice that.
 DEFAULT_TIMEOUT_S = (1800, 3600)
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+# A watcher this many batches behind is closed (kube-apiserver's cacheWatcher drops a blocked watcher
+# too); its client watches again from the last resourceVersion it saw.
+MAX_PENDING_BATCHES = 10_000
 
 
 class WatchHub:
@@ -46,7 +49,7 @@ class WatchHub:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.revision = 0
-        self._subs: set[asyncio.Queue[list[Event]]] = set()
+        self._subs: set[asyncio.Queue[list[Event] | None]] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -62,12 +65,13 @@ class WatchHub:
         if self._thread is not None:
             self._thread.join(timeout=PUMP_TIMEOUT_S * 5)
 
-    def subscribe(self) -> asyncio.Queue[list[Event]]:
-        q: asyncio.Queue[list[Event]] = asyncio.Queue()
+    def subscribe(self) -> asyncio.Queue[list[Event] | None]:
+        """A queue of event batches; None in it means the watcher fell too far behind and must end."""
+        q: asyncio.Queue[list[Event] | None] = asyncio.Queue()
         self._subs.add(q)
         return q
 
-    def unsubscribe(self, q: asyncio.Queue[list[Event]]) -> None:
+    def unsubscribe(self, q: asyncio.Queue[list[Event] | None]) -> None:
         self._subs.discard(q)
 
     def _pump(self, since: int) -> None:
@@ -95,6 +99,10 @@ class WatchHub:
     def _dispatch(self, events: list[Event]) -> None:
         self.revision = max(self.revision, events[-1].revision)
         for q in list(self._subs):
+            if q.qsize() >= MAX_PENDING_BATCHES:
+                self._subs.discard(q)
+                q.put_nowait(None)
+                continue
             q.put_nowait(events)
 
 
@@ -231,9 +239,13 @@ async def serve_watch(server: ApiServer, request: web.Request, target: Target,
                 break
             wait = min(deadline, next_bookmark) - now
             try:
-                batch = await asyncio.wait_for(q.get(), timeout=max(0.01, wait))
+                got = await asyncio.wait_for(q.get(), timeout=max(0.01, wait))
             except asyncio.TimeoutError:
-                batch = []
+                got = []
+            if got is None:
+                log.info("watch %s: client too slow, closing its stream at revision %d", kind, last)
+                break
+            batch = got
             for ev in batch:
                 if ev.revision <= last:
                     continue

@@ -169,3 +169,22 @@ def test_watch_with_a_selector_sees_objects_enter_and_leave_it() -> None:
         resp.close()
 
     run_api(t)
+
+
+def test_a_watcher_too_far_behind_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netk8s.apiserver import watch
+    from netk8s.store.base import Event
+
+    monkeypatch.setattr(watch, "MAX_PENDING_BATCHES", 2)
+    hub = watch.WatchHub(MemoryStore())
+
+    async def t() -> None:
+        q = hub.subscribe()
+        for rev in (1, 2, 3):
+            hub._dispatch([Event(rev, "ADDED", pod(f"p{rev}"))])
+        assert [q.get_nowait() for _ in range(3)] == [[Event(1, "ADDED", pod("p1"))],
+                                                     [Event(2, "ADDED", pod("p2"))], None]
+        hub._dispatch([Event(4, "ADDED", pod("p4"))])
+        assert q.empty()  # unsubscribed
+
+    asyncio.run(t())
