@@ -722,8 +722,9 @@ class Handlers:
             return out
 
         deleted = await self.server.write(write)
+        rev = await self.server.read(self.store.revision)
         return json_response({"kind": f"{kind}List", "apiVersion": target.info.api_version,
-                              "metadata": {"resourceVersion": str(self.store.revision())}, "items": deleted})
+                              "metadata": {"resourceVersion": str(rev)}, "items": deleted})
 
 
 def registry_not_found(target: Target) -> NotFound:
