@@ -848,7 +848,8 @@ def validate(obj: dict) -> None:
     try:
         _validate(obj)
     except _Invalid as err:
-        raise ValidationError(f"{_ref(obj)}: {err.path} {err.problem}", hint=err.hint) from None
+        raise ValidationError(f"{_ref(obj)}: {err.path} {err.problem}", hint=err.hint,
+                              field=err.path, problem=err.problem) from None
 
 
 def validate_batch(objs: list[tuple[str, dict]]) -> list[dict]:
