@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from netk8s.model.manifest import load_documents
+from netk8s.cli.manifests import load_documents
 from netk8s.model.quantity import (
     BINARY_SI,
     DECIMAL_EXPONENT,
