@@ -28,7 +28,7 @@ kube-proxy's pkg/proxy/iptables/proxier.go does:
   are updated, and the LoadBalancer IPs this node owns are announced on the underlay.
 
 NftablesProxier is the same syncer with the nftables renderer and `nft -f` as the applier: a Rendered
-with `batches` is applied one transaction at a time (netk8s.proxy.nftables explains the batches), the
+with `batches` is applied one transaction at a time (netk8s.proxy.render_nftables explains the batches), the
 canary probes the table's `services` chain and one `service-` chain, and cleanup deletes the table.
 """
 
@@ -165,7 +165,7 @@ def _default_conntrack() -> ModuleType:
 
 
 def _default_renderer() -> ModuleType:
-    from netk8s.proxy import iptables as renderer
+    from netk8s.proxy import render_iptables as renderer
 
     return renderer
 
@@ -576,7 +576,7 @@ class NftablesProxier(IptablesProxier):
                  renderer: Renderer | ModuleType | None = None, list_chains_fn: Callable[[str], set[str]] = _nft_list,
                  **kwargs: Any) -> None:
         if renderer is None:
-            from netk8s.proxy import nftables as renderer
+            from netk8s.proxy import render_nftables as renderer
         super().__init__(node, restore_fn, check_fn, conntrack, min_sync_period, full_sync_period,
                          renderer=renderer, list_chains_fn=list_chains_fn, **kwargs)
         self.stale_since: dict[str, float] = {}  # chain flushed by a sync -> when

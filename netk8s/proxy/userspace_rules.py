@@ -17,7 +17,7 @@ Where netk8s departs from upstream, and why:
   portals: `cluster` (every usable endpoint) and `local` (this node's). Internal traffic uses the
   internalTrafficPolicy's set; external traffic from outside the node the externalTrafficPolicy's; pod
   and node traffic to external destinations always the cluster set (iptables mode's short-circuit, see
-  netk8s.proxy.iptables). A port whose set is empty here is DROPped (no local endpoints) or REJECTed
+  netk8s.proxy.render_iptables). A port whose set is empty here is DROPped (no local endpoints) or REJECTed
   (no endpoints at all).
 - Built-in chains are not flushed: a full sync deletes exactly the jumps to this mode's chains that
   iptables-save shows (`existing_jumps`) and appends fresh ones, so a rerun never duplicates a jump and

@@ -101,7 +101,7 @@ def make_proxier(mode: str) -> tuple[Any, Timer | None, Timer | None, Recorder]:
         try:
             from netk8s.proxy.proxier import NftablesProxier  # type: ignore[attr-defined]
         except ImportError:
-            from netk8s.proxy.nftables import NftablesProxier  # type: ignore[attr-defined,no-redef]
+            from netk8s.proxy.render_nftables import NftablesProxier  # type: ignore[attr-defined,no-redef]
         from netk8s.dataplane import nftables as dp_nft  # type: ignore[attr-defined]
 
         rec = Recorder(dp_nft.apply)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from netk8s.errors import KernelError
-from netk8s.proxy.iptables import (
+from netk8s.proxy.render_iptables import (
     BUILTIN_JUMPS,
     chains_for_cleanup,
     jumps_text,
@@ -22,7 +22,7 @@ from netk8s.proxy.iptables import (
     svc_chain,
 )
 from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, ServicePort, build_state
-from netk8s.proxy.trace import FakeRestore
+from netk8s.proxy.testing.fake_iptables import FakeRestore
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "iptables"
 NODE = NodeContext(node_name="node1", node_ips=("192.168.56.11",))
@@ -502,7 +502,7 @@ def test_render_10000_services_large_cluster_mode() -> None:
 
 def test_fast_chain_hash_matches_kube_chain_hash() -> None:
     from netk8s.model.naming import kube_chain_hash
-    from netk8s.proxy.iptables import fast_chain_hash
+    from netk8s.proxy.render_iptables import fast_chain_hash
 
     for text in ("", "default/web:httptcp", "default/web:httptcp10.244.1.5:8080", "x" * 500, "ü"):
         for prefix in ("KUBE-SVC-", "KUBE-SEP-"):

@@ -11,9 +11,9 @@ import pytest
 
 from netk8s.errors import KernelError
 from netk8s.proxy import modes
-from netk8s.proxy import nftables as nft
+from netk8s.proxy import render_nftables as nft
 from netk8s.proxy.model import NodeContext, ProxyState, build_state
-from netk8s.proxy.nfttrace import FakeNft, trace
+from netk8s.proxy.testing.fake_nft import FakeNft, trace
 from netk8s.proxy.proxier import NftablesProxier
 from tests.unit.test_iptables_render import (
     HTTP,

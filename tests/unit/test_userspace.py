@@ -20,7 +20,7 @@ from netk8s.dataplane.iptables import parse_save
 from netk8s.errors import KernelError
 from netk8s.proxy import userspace_rules as ur
 from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, ServicePort
-from netk8s.proxy.trace import FakeRestore, Ruleset, trace
+from netk8s.proxy.testing.fake_iptables import FakeRestore, Ruleset, trace
 from netk8s.proxy.userspace import EndpointChooser, ProxyServer, UserspaceProxier
 from netk8s.store.base import Event
 

@@ -428,7 +428,7 @@ class Ruleset:
     @classmethod
     def parse(cls, text: str, jumps: dict[str, dict[str, tuple[str, ...]]] | None = None) -> Ruleset:
         """From iptables-restore input (a render) or iptables-save output (with or without -c).
-        `jumps`: the built-in chains' jumps to add first (netk8s.proxy.iptables.BUILTIN_JUMPS: a render
+        `jumps`: the built-in chains' jumps to add first (netk8s.proxy.render_iptables.BUILTIN_JUMPS: a render
         does not hold them, the proxier ensures them apart), so a trace starts at the real hooks."""
         fake = FakeRestore(strict=False)
         if jumps:
