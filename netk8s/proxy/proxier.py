@@ -44,6 +44,7 @@ from types import ModuleType
 from typing import Any, Generic, Protocol, TypeVar
 
 from netk8s.errors import KernelError, NetK8sError
+from netk8s.model import naming
 from netk8s.proxy.announce import Announcer, lb_assignments
 from netk8s.proxy.healthcheck import HealthCheckServer
 from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, ServicePort, StateCache
@@ -257,8 +258,8 @@ class IptablesProxier(NodeServiceDuties):
     mode = "iptables"
     # The canary's probes: the top-level chain, and one service chain (by prefix) of CHAIN_TABLE.
     CHAIN_TABLE = "nat"
-    CANARY_TOP = "KUBE-SERVICES"
-    CANARY_PREFIX = "KUBE-SVC-"
+    CANARY_TOP = naming.KUBE_SERVICES
+    CANARY_PREFIX = naming.SVC_PREFIX
 
     def __init__(
         self,
@@ -566,7 +567,7 @@ class NftablesProxier(IptablesProxier):
     """The proxy role of a node agent, nftables mode: `table ip kube-proxy` through `nft -f`."""
 
     mode = "nftables"
-    CHAIN_TABLE = "kube-proxy"
+    CHAIN_TABLE = naming.KUBE_PROXY_TABLE
     CANARY_TOP = "services"
     CANARY_PREFIX = "service-"
 

@@ -17,12 +17,26 @@ Where netk8s departs from kube-proxy, and why:
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from netk8s.model.naming import (
+    EXT_PREFIX,
+    FW_PREFIX,
+    KUBE_EXTERNAL_SERVICES,
+    KUBE_FORWARD,
+    KUBE_MARK_MASQ,
+    KUBE_NODEPORTS,
+    KUBE_POSTROUTING,
+    KUBE_PROXY_FIREWALL,
+    KUBE_SERVICES,
+    SEP_PREFIX,
+    SVC_PREFIX,
+    SVL_PREFIX,
+    kube_chain_hash,
+)
 from netk8s.proxy.model import (
     Endpoint,
     NodeContext,
@@ -32,19 +46,6 @@ from netk8s.proxy.model import (
     has_usable_endpoints,
 )
 
-KUBE_SERVICES = "KUBE-SERVICES"
-KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
-KUBE_NODEPORTS = "KUBE-NODEPORTS"
-KUBE_POSTROUTING = "KUBE-POSTROUTING"
-KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
-KUBE_FORWARD = "KUBE-FORWARD"
-KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
-
-SVC_PREFIX = "KUBE-SVC-"
-SVL_PREFIX = "KUBE-SVL-"
-EXT_PREFIX = "KUBE-EXT-"
-FW_PREFIX = "KUBE-FW-"
-SEP_PREFIX = "KUBE-SEP-"
 SERVICE_CHAIN_PREFIXES = (SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, FW_PREFIX, SEP_PREFIX)
 
 # The top-level chains every sync rewrites, in kube-proxy's declaration order.
@@ -86,25 +87,10 @@ JUMP_COUNT = sum(len(jumps) for chains in BUILTIN_JUMPS.values() for jumps in ch
 LARGE_CLUSTER_ENDPOINTS = 1000
 
 
-# base32 alphabet (RFC 4648) by pairs: one lookup encodes 10 bits.
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)
-
-
-def fast_chain_hash(prefix: str, text: str) -> str:
-    """naming.kube_chain_hash (prefix + the first 16 base32 characters of sha256(text)) without
-    base64.b32encode, whose pure-Python loop was a third of a 10,000-Service render: the 80 bits are
-    encoded as 8 lookups of 10 bits. tests/unit check both agree."""
-    n = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
-    p = _B32_PAIRS
-    return (prefix + p[n >> 70] + p[(n >> 60) & 1023] + p[(n >> 50) & 1023] + p[(n >> 40) & 1023]
-            + p[(n >> 30) & 1023] + p[(n >> 20) & 1023] + p[(n >> 10) & 1023] + p[n & 1023])
-
-
 @lru_cache(maxsize=1 << 17)
 def _chain_name(prefix: str, text: str) -> str:
     """Chain names are recomputed on every sync for every endpoint: cached per (prefix, key)."""
-    return fast_chain_hash(prefix, text)
+    return kube_chain_hash(prefix, text)
 
 
 def is_service_chain(name: str) -> bool:

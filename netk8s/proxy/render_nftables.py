@@ -50,12 +50,11 @@ bottom of the curve at every size measured.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from netk8s.model.naming import NFT_NAME_BASE_MAX
+from netk8s.model.naming import KUBE_PROXY_TABLE, kube_nft_name
 from netk8s.proxy.model import (
     Endpoint,
     NodeContext,
@@ -66,7 +65,7 @@ from netk8s.proxy.model import (
 )
 
 FAMILY = "ip"
-TABLE = "kube-proxy"
+TABLE = KUBE_PROXY_TABLE
 T = f"{FAMILY} {TABLE}"  # how every command names the table
 
 # Base chains: (name, type, hook, priority). Filter chains run before DNAT so they see service IPs.
@@ -141,24 +140,9 @@ FIREWALL_PREFIX = "firewall-"
 BATCH_SERVICES = 1000
 
 
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)  # one lookup encodes 10 bits
-
-
-def fast_nft_name(prefix: str, base: str) -> str:
-    """naming.kube_nft_name without base64.b32encode (a pure-Python loop): the 40 hashed bits as 4
-    lookups of 10 bits. tests/unit check both agree."""
-    n = int.from_bytes(hashlib.sha256(base.encode()).digest()[:5], "big")
-    p = _B32_PAIRS
-    name = p[n >> 30] + p[(n >> 20) & 1023] + p[(n >> 10) & 1023] + p[n & 1023] + "-" + base
-    if len(name) > NFT_NAME_BASE_MAX:
-        name = name[:NFT_NAME_BASE_MAX - 3] + "..."
-    return prefix + name
-
-
 @lru_cache(maxsize=1 << 17)
 def _name(prefix: str, base: str) -> str:
-    return fast_nft_name(prefix, base)
+    return kube_nft_name(prefix, base)
 
 
 def _port_base(sp: ServicePort) -> str:

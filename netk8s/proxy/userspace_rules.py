@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from netk8s.model import naming
 from netk8s.proxy.model import (
     Endpoint,
     NodeContext,
@@ -38,11 +39,11 @@ from netk8s.proxy.model import (
     has_usable_endpoints,
 )
 
-PORTALS_CONTAINER = "KUBE-PORTALS-CONTAINER"
-PORTALS_HOST = "KUBE-PORTALS-HOST"
-NODEPORT_CONTAINER = "KUBE-NODEPORT-CONTAINER"
-NODEPORT_HOST = "KUBE-NODEPORT-HOST"
-PORTALS_REJECT = "KUBE-PORTALS-REJECT"
+PORTALS_CONTAINER = naming.KUBE_PORTALS_CONTAINER
+PORTALS_HOST = naming.KUBE_PORTALS_HOST
+NODEPORT_CONTAINER = naming.KUBE_NODEPORT_CONTAINER
+NODEPORT_HOST = naming.KUBE_NODEPORT_HOST
+PORTALS_REJECT = naming.KUBE_PORTALS_REJECT
 
 NAT_CHAINS = (PORTALS_CONTAINER, PORTALS_HOST, NODEPORT_CONTAINER, NODEPORT_HOST)
 FILTER_CHAINS = (PORTALS_REJECT,)

@@ -13,8 +13,8 @@ from netk8s.errors import KernelError
 from netk8s.proxy import modes
 from netk8s.proxy import render_nftables as nft
 from netk8s.proxy.model import NodeContext, ProxyState, build_state
-from netk8s.proxy.testing.fake_nft import FakeNft, trace
 from netk8s.proxy.proxier import NftablesProxier
+from netk8s.proxy.testing.fake_nft import FakeNft, trace
 from tests.unit.test_iptables_render import (
     HTTP,
     HTTP_EP,
@@ -536,9 +536,14 @@ def test_partial_render_does_not_render_unchanged_service_ports(monkeypatch: pyt
     assert rendered == ["default/s7:http"]
 
 
-def test_fast_nft_name_matches_kube_nft_name() -> None:
+def test_kube_nft_name_is_hash_and_truncate() -> None:
+    import base64
+    import hashlib
+
     from netk8s.model.naming import kube_nft_name
 
     for base in ("ns1/svc1/tcp/p80", "default/s1/tcp/http__10.244.1.5/8080", "x" * 300, "ü/ß"):
         for prefix in ("service-", "endpoint-"):
-            assert nft.fast_nft_name(prefix, base) == kube_nft_name(prefix, base)
+            name = base64.b32encode(hashlib.sha256(base.encode()).digest()).decode()[:8] + "-" + base
+            want = prefix + (name if len(name) <= 240 else name[:237] + "...")
+            assert kube_nft_name(prefix, base) == want

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from netk8s.errors import KernelError, ValidationError
+from netk8s.model import naming
 
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
@@ -620,7 +621,8 @@ def _rand_source(rand: float | Sequence[float] | Callable[[], float]) -> Callabl
 
 
 # kube-proxy's own test tracer runs these filter chains directly when no built-in jumps are present.
-_FILTER_FALLBACK = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL")
+_FILTER_FALLBACK = (naming.KUBE_SERVICES, naming.KUBE_EXTERNAL_SERVICES, naming.KUBE_NODEPORTS,
+                    naming.KUBE_PROXY_FIREWALL)
 
 
 def trace(
@@ -647,7 +649,7 @@ def trace(
     tr = _Tracer(ruleset, local, _rand_source(rand), recent if recent is not None else {}, now)
 
     dnat: str | None = None
-    nat_start = hook if ruleset.chain("nat", hook) is not None else "KUBE-SERVICES"
+    nat_start = hook if ruleset.chain("nat", hook) is not None else naming.KUBE_SERVICES
     target, rule = tr.run("nat", nat_start, pkt)
     if target == "DNAT" and rule is not None:
         dnat = rule.target_opts.get("to-destination")
