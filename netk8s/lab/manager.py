@@ -20,6 +20,7 @@ from netk8s.dataplane.launch import launch_argv
 from netk8s.errors import LabError, NetK8sError
 from netk8s.lab import addons, procs, topology
 from netk8s.model import naming
+from netk8s.model.status import is_ready
 from netk8s.store.factory import open_store
 
 PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
@@ -201,8 +202,7 @@ def wait_nodes_ready(info: LabInfo, timeout: float) -> None:
             nodes, _ = store.list("Node")
             ready = {
                 n["metadata"]["name"] for n in nodes
-                if any(c.get("type") == "Ready" and c.get("status") == "True"
-                       for c in (n.get("status") or {}).get("conditions") or [])
+                if is_ready(n)
                 and (info.overlay != "vxlan"
                      or "flannel.alpha.coreos.com/backend-data" in (n["metadata"].get("annotations") or {}))
             }

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -24,6 +23,7 @@ from netk8s.errors import Conflict, NetK8sError, NotFound
 from netk8s.model import naming, svcenv
 from netk8s.model.images import ImageUnsupported, container_argv, env_list_to_dict, field_context
 from netk8s.model.ipam import POD_IP_ANNOTATION
+from netk8s.model.status import rfc3339
 from netk8s.node import overlay, podfiles, podnet
 from netk8s.node.probes import ProbeTracker, run_probe
 from netk8s.node.runtime import PodRuntime
@@ -39,10 +39,6 @@ BACKOFF_MAX = 300.0
 VTEP_ANNOTATION = "flannel.alpha.coreos.com/backend-data"
 PUBLIC_IP_ANNOTATION = "flannel.alpha.coreos.com/public-ip"
 WATCHED_KINDS = ["Node", "Pod", "Service", "Endpoints", "EndpointSlice", "Namespace"]
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

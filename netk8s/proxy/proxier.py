@@ -45,6 +45,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from netk8s.errors import KernelError, NetK8sError
 from netk8s.model import naming
+from netk8s.model.status import is_ready
 from netk8s.proxy.announce import Announcer, lb_assignments
 from netk8s.proxy.healthcheck import HealthCheckServer
 from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, ServicePort, StateCache
@@ -178,12 +179,7 @@ def service_name(key: str) -> str:
 
 def ready_nodes(nodes: Iterable[dict]) -> list[str]:
     """Names of the Nodes whose Ready condition is True."""
-    out = []
-    for n in nodes:
-        conds = (n.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
-            out.append(n["metadata"]["name"])
-    return sorted(out)
+    return sorted(n["metadata"]["name"] for n in nodes if is_ready(n))
 
 
 def health_checks(state: ProxyState) -> list[tuple[str, int, int]]:
