@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 
 from netk8s.errors import NetK8sError
+from netk8s.model.iptsave import chain_names, table_lines
 
 log = logging.getLogger("netk8s.proxy")
 
@@ -36,12 +37,13 @@ def iptables_cleanup_text(saved: dict[str, str], keep: frozenset[str] = frozense
     Empty text when there is nothing to remove."""
     out: list[str] = []
     for table, text in sorted(saved.items()):
-        chains = [line[1:].split()[0] for line in text.splitlines() if line.startswith(":")]
+        lines = table_lines(text, table)
+        chains = chain_names(lines)
         ours = [c for c in chains if c.startswith("KUBE-") and c not in keep]
         if not ours:
             continue
         jumps = []
-        for line in text.splitlines():
+        for line in lines:
             words = line.split()
             if len(words) > 2 and words[0] == "-A" and words[1] in BUILTIN_CHAINS:
                 target = words[words.index("-j") + 1] if "-j" in words[:-1] else None

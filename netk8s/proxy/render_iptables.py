@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from netk8s.model.iptsave import chain_names, table_lines
 from netk8s.model.naming import (
     EXT_PREFIX,
     FW_PREFIX,
@@ -425,11 +426,10 @@ def chains_for_cleanup(existing: Mapping[str, Iterable[str]] | Iterable[str] = (
         filter_existing = set(existing.get("filter", ()))
     else:
         nat_existing, filter_existing = set(existing), set()
-    sections = {t: _section(saved.get(t, ""), t) for t in ("filter", "nat")} if saved is not None else None
+    sections = {t: table_lines(saved.get(t, ""), t) for t in ("filter", "nat")} if saved is not None else None
     if sections is not None:
         for table, found in (("filter", filter_existing), ("nat", nat_existing)):
-            found.update(line[1:].split()[0] for line in sections[table]
-                         if line.startswith(":") and len(line) > 1)
+            found.update(chain_names(sections[table]))
     tables = {
         "filter": list(FILTER_TOP_CHAINS) + sorted(
             c for c in filter_existing if c.startswith("KUBE-") and c not in FILTER_TOP_CHAINS),
@@ -448,20 +448,6 @@ def chains_for_cleanup(existing: Mapping[str, Iterable[str]] | Iterable[str] = (
         lines.append("COMMIT")
     lines.append("")
     return "\n".join(lines)
-
-
-def _section(text: str, table: str) -> list[str]:
-    """The lines between `*table` and its COMMIT in iptables-save output, counters stripped."""
-    out: list[str] = []
-    inside = False
-    for line in text.splitlines():
-        if line.startswith("*"):
-            inside = line[1:].strip() == table
-        elif inside and line.strip() == "COMMIT":
-            inside = False
-        elif inside:
-            out.append(line.split("] ", 1)[1] if line.startswith("[") and "] " in line else line)
-    return out
 
 
 def _saved_rules(section: list[str], chain: str) -> set[tuple[str, ...]]:
