@@ -411,12 +411,10 @@ def pod_runtime(lab: str, node: str):  # type: ignore[no-untyped-def]
 
 def container_environ(rt, uid: str, name: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """The environment the container was started with (like `kubectl exec`), read from its process."""
+    from netk8s.dataplane.procfs import proc_environ
+
     info = rt.process_info(uid, name) or {}
-    try:
-        raw = open(f"/proc/{info.get('pid')}/environ", "rb").read()
-    except OSError:
-        return {}
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    pairs = (item.split(b"=", 1) for item in proc_environ(info.get("pid") or 0) or () if b"=" in item)
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
