@@ -22,18 +22,10 @@ def proxy_plugins(mode: str, cfg: AgentConfig) -> list:
 
         # A node changing proxy mode keeps no rule of its previous mode (kube-proxy --cleanup).
         cleanup_other_modes(mode)
-    if mode == "nftables":
-        from netk8s.proxy.proxier import NftablesProxier
+    if mode in ("iptables", "nftables", "userspace"):
+        from netk8s.proxy.modes import kernel_proxier
 
-        return [NftablesProxier(node)]
-    if mode == "iptables":
-        from netk8s.proxy.proxier import IptablesProxier
-
-        return [IptablesProxier(node)]
-    if mode == "userspace":
-        from netk8s.proxy.userspace import UserspaceProxier
-
-        return [UserspaceProxier(node)]
+        return [kernel_proxier(mode, node)]
     if mode == "none":
         return []
     raise SystemExit(f"--proxy-mode: {mode!r} is not implemented yet")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from netk8s.errors import NetK8sError
 from netk8s.model.iptsave import chain_names, table_lines
@@ -22,6 +23,28 @@ from netk8s.model.iptsave import chain_names, table_lines
 log = logging.getLogger("netk8s.proxy")
 
 MODES = ("iptables", "nftables", "userspace")
+
+
+def kernel_proxier(mode: str, node: Any) -> Any:
+    """The Proxier of `mode` over this namespace's kernel (netk8s.dataplane), as the node agent runs it."""
+    from netk8s.proxy.proxier import Proxier, SyncConfig
+
+    if mode == "iptables":
+        from netk8s.dataplane import iptables
+        from netk8s.proxy.backend_iptables import IptablesBackend
+
+        return Proxier(node, IptablesBackend(iptables))
+    if mode == "nftables":
+        from netk8s.dataplane import nftables
+        from netk8s.proxy.backend_nftables import NftablesBackend
+
+        return Proxier(node, NftablesBackend(nftables))
+    if mode == "userspace":
+        from netk8s.dataplane import iptables
+        from netk8s.proxy.userspace import FULL_SYNC_PERIOD, UserspaceBackend
+
+        return Proxier(node, UserspaceBackend(iptables), SyncConfig(full_sync_period=FULL_SYNC_PERIOD))
+    raise ValueError(f"proxy mode {mode!r}")
 
 
 BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})

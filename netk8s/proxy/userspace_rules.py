@@ -138,6 +138,10 @@ class Rendered:
     services: dict[str, ServiceRules] = field(default_factory=dict)
     body: str = ""  # the text without built-in jumps: equal bodies mean the chains hold the same rules
 
+    def release(self) -> None:
+        """Drop the text once applied: a partial render reuses `services`, the applier compares `body`."""
+        self.text = ""
+
 
 def render_service(sp: ServicePort, eps: Iterable[Endpoint], ports: Mapping[str, int],
                    node: NodeContext) -> ServiceRules:

@@ -12,8 +12,9 @@ import pytest
 from netk8s.errors import KernelError
 from netk8s.proxy import modes
 from netk8s.proxy import render_nftables as nft
+from netk8s.proxy.backend_nftables import NftablesBackend
 from netk8s.proxy.model import NodeContext, ProxyState, build_state
-from netk8s.proxy.proxier import NftablesProxier
+from netk8s.proxy.proxier import Proxier
 from netk8s.proxy.testing.fake_nft import FakeNft, trace
 from tests.unit.test_iptables_render import (
     HTTP,
@@ -358,14 +359,26 @@ def test_cleanup_text_deletes_the_table_even_when_absent() -> None:
 # The proxier in nftables mode (the shared syncer with nft transactions)
 
 
-def nft_proxier(fake: FakeNft, sent: list[str], kernel: FakeKernel) -> NftablesProxier:
-    def apply_fn(text: str) -> None:
-        sent.append(text)
-        fake.apply(text)
+class SendingNft:
+    """The NftKernel a test proxier drives: a FakeNft, keeping every transaction sent to it."""
 
-    return NftablesProxier(NODE, restore_fn=apply_fn, check_fn=lambda t, c: c in fake.chains(),
-                           conntrack=kernel, healthcheck=kernel, announcer=kernel,  # type: ignore[arg-type]
-                           list_chains_fn=lambda table: fake.chains() | fake.sets())
+    def __init__(self, fake: FakeNft, sent: list[str]) -> None:
+        self.fake, self.sent = fake, sent
+
+    def apply(self, text: str) -> None:
+        self.sent.append(text)
+        self.fake.apply(text)
+
+    def chain_exists(self, table: str, chain: str) -> bool:
+        return self.fake.chain_exists(table, chain)
+
+    def list_names(self, table: str) -> set[str]:
+        return self.fake.list_names(table)
+
+
+def nft_proxier(fake: FakeNft, sent: list[str], kernel: FakeKernel) -> Proxier:
+    return Proxier(NODE, NftablesBackend(SendingNft(fake, sent)), conntrack=kernel,  # type: ignore[arg-type]
+                   healthcheck=kernel, announcer=kernel)  # type: ignore[arg-type]
 
 
 def test_proxier_one_endpoint_change_among_1000_services_sends_one_small_transaction() -> None:

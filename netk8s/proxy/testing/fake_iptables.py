@@ -13,7 +13,9 @@ FakeRestore models legacy iptables-restore semantics (the backend netk8s program
 committed at its COMMIT line; `--noflush` keeps chains that the input does not declare; declaring a user
 chain creates or flushes it; declaring a built-in chain only sets its policy (it is NOT flushed).
 `FakeRestore.ensure_rules` is the fake of netk8s.dataplane.iptables.ensure_rules (the built-in chains'
-jumps, which the iptables proxier ensures apart from its restore text).
+jumps, which the iptables proxier ensures apart from its restore text). FakeRestore implements the
+IptablesKernel protocol (restore, chain_exists, list_chains, ensure_rules, save), so
+netk8s.proxy.backend_iptables runs on it unchanged.
 """
 
 from __future__ import annotations
@@ -392,11 +394,23 @@ class FakeRestore:
     def chains(self, table: str) -> set[str]:
         return set(self.tables.get(table, {}))
 
-    def save(self) -> str:
-        """iptables-save style text of the current state."""
+    # -- the IptablesKernel protocol (netk8s.proxy.backend_iptables), as netk8s.dataplane.iptables has it
+    def restore(self, text: str) -> None:
+        self.apply(text)
+
+    def chain_exists(self, table: str, chain: str) -> bool:
+        return chain in self.tables.get(table, {})
+
+    def list_chains(self, table: str) -> set[str]:
+        return self.chains(table)
+
+    def save(self, table: str | None = None) -> str:
+        """iptables-save style text of the current state (of one table, as `iptables-save -t TABLE`)."""
         lines: list[str] = []
-        for table, chains in self.tables.items():
-            lines.append(f"*{table}")
+        for name, chains in self.tables.items():
+            if table is not None and name != table:
+                continue
+            lines.append(f"*{name}")
             ordered = [c for c in chains.values() if c.builtin] + sorted(
                 (c for c in chains.values() if not c.builtin), key=lambda c: c.name)
             lines.extend(f":{c.name} {c.policy} [0:0]" for c in ordered)
