@@ -39,12 +39,13 @@ from netk8s.model.naming import (
     kube_chain_hash,
 )
 from netk8s.proxy.model import (
+    NO_ENDPOINTS,
+    NO_LOCAL_ENDPOINTS,
     Endpoint,
     NodeContext,
     ProxyState,
     ServicePort,
-    categorize,
-    has_usable_endpoints,
+    plan_service,
 )
 
 SERVICE_CHAIN_PREFIXES = (SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, FW_PREFIX, SEP_PREFIX)
@@ -167,6 +168,17 @@ def _q(comment: str) -> str:
     return f'"{comment}"' if " " in comment else comment
 
 
+_VERDICTS = {NO_ENDPOINTS: ("REJECT", "has no endpoints"), NO_LOCAL_ENDPOINTS: ("DROP", "has no local endpoints")}
+
+
+def _verdict(verdict: str, key: str) -> tuple[str, str]:
+    """(target, quoted comment) of a ServicePlan verdict; ("", "") for none."""
+    if not verdict:
+        return "", ""
+    target, why = _VERDICTS[verdict]
+    return target, f'"{key} {why}"'
+
+
 def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContext, mark_masq: str,
                     large: bool) -> _ServiceOut:
     key = sp.key
@@ -176,30 +188,15 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
     # Hash only the names this port can use (hashing is most of a render's time).
     svl = svl_chain(sp) if sp.internal_policy_local or sp.external_policy_local else ""
     ext = ext_chain(sp) if sp.externally_accessible else ""
-    cluster, local, reachable = categorize(sp, eps)
-    has_eps = has_usable_endpoints(eps)
-
-    uses_cluster_chain = bool(cluster) and sp.uses_cluster_endpoints
-    uses_local_chain = bool(local) and sp.uses_local_endpoints
-    internal_chain, has_internal = svc, has_eps
-    if sp.internal_policy_local:
-        internal_chain = svl
-        has_internal = has_eps and bool(local)
-    external_policy_chain, has_external = svc, has_eps
-    if sp.external_policy_local:
-        external_policy_chain = svl
-        has_external = has_eps and bool(local)
-    uses_ext_chain = has_eps and sp.externally_accessible
-
-    int_target = int_comment = ext_target = ext_comment = ""
-    if not has_eps:
-        int_target = ext_target = "REJECT"
-        int_comment = ext_comment = f'"{key} has no endpoints"'
-    else:
-        if not has_internal:
-            int_target, int_comment = "DROP", f'"{key} has no local endpoints"'
-        if not has_external:
-            ext_target, ext_comment = "DROP", f'"{key} has no local endpoints"'
+    plan = plan_service(sp, eps)
+    cluster, local, reachable = plan.cluster, plan.local, plan.reachable
+    has_eps, has_internal, has_external = plan.has_endpoints, plan.has_internal, plan.has_external
+    uses_cluster_chain, uses_local_chain = plan.uses_cluster_chain, plan.uses_local_chain
+    uses_ext_chain = plan.uses_external_chain
+    internal_chain = svl if plan.internal_local else svc
+    external_policy_chain = svl if plan.external_local else svc
+    int_target, int_comment = _verdict(plan.internal_verdict, key)
+    ext_target, ext_comment = _verdict(plan.external_verdict, key)
 
     filt: list[str] = []
     top: list[str] = []
@@ -251,7 +248,7 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
     # External traffic: every external destination jumps to KUBE-EXT-, which applies the policy.
     if uses_ext_chain:
         chains.append(ext)
-        if not sp.external_policy_local:
+        if plan.masquerade_external:
             rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {key} external destinations" '
                          f'-j {KUBE_MARK_MASQ}')
         else:

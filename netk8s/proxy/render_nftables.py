@@ -56,12 +56,13 @@ from functools import lru_cache
 
 from netk8s.model.naming import KUBE_PROXY_TABLE, kube_nft_name
 from netk8s.proxy.model import (
+    NO_ENDPOINTS,
+    NO_LOCAL_ENDPOINTS,
     Endpoint,
     NodeContext,
     ProxyState,
     ServicePort,
-    categorize,
-    has_usable_endpoints,
+    plan_service,
 )
 
 FAMILY = "ip"
@@ -236,6 +237,9 @@ class Rendered:
         self.batches = []
 
 
+_VERDICTS = {"": "", NO_ENDPOINTS: f"goto {REJECT_CHAIN}", NO_LOCAL_ENDPOINTS: "drop"}  # ServicePlan verdicts
+
+
 def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContext) -> ServiceOut:
     out = ServiceOut()
     key = sp.key
@@ -245,27 +249,14 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
     # Hash only the names this port can use (hashing is most of a render's time).
     local = local_chain(sp) if sp.internal_policy_local or sp.external_policy_local else ""
     ext = external_chain(sp) if sp.externally_accessible else ""
-    cluster, local_eps, reachable = categorize(sp, eps)
-    has_eps = has_usable_endpoints(eps)
-
-    uses_cluster_chain = bool(cluster) and sp.uses_cluster_endpoints
-    uses_local_chain = bool(local_eps) and sp.uses_local_endpoints
-    internal_chain, has_internal = cluster_chain, has_eps
-    if sp.internal_policy_local:
-        internal_chain, has_internal = local, has_eps and bool(local_eps)
-    external_policy_chain, has_external = cluster_chain, has_eps
-    if sp.external_policy_local:
-        external_policy_chain, has_external = local, has_eps and bool(local_eps)
-    uses_ext_chain = has_eps and sp.externally_accessible
-
-    int_verdict = ext_verdict = ""
-    if not has_eps:
-        int_verdict = ext_verdict = f"goto {REJECT_CHAIN}"
-    else:
-        if not has_internal:
-            int_verdict = "drop"
-        if not has_external:
-            ext_verdict = "drop"
+    plan = plan_service(sp, eps)
+    cluster, local_eps, reachable = plan.cluster, plan.local, plan.reachable
+    has_eps, has_internal, has_external = plan.has_endpoints, plan.has_internal, plan.has_external
+    uses_cluster_chain, uses_local_chain = plan.uses_cluster_chain, plan.uses_local_chain
+    uses_ext_chain = plan.uses_external_chain
+    internal_chain = local if plan.internal_local else cluster_chain
+    external_policy_chain = local if plan.external_local else cluster_chain
+    int_verdict, ext_verdict = _VERDICTS[plan.internal_verdict], _VERDICTS[plan.external_verdict]
 
     els = out.elements
     # Capture the ClusterIP.
@@ -289,7 +280,7 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
     # healthCheckNodePort: nothing here; the HealthCheckServer listens on it and nftables mode has no
     # filter rule in the way (kube-proxy's nftables proxier adds none either).
 
-    affinity = sp.affinity_timeout is not None
+    affinity = plan.affinity
     eps_chains = {ep.addr: endpoint_chain(sp, ep) for ep in reachable}
     # Endpoint chains first: the service chains jump to them, and a transaction adds chains in order.
     for ep in reachable:
@@ -312,7 +303,7 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
     # External traffic: every external destination goes to external-, which applies the policy.
     if uses_ext_chain:
         rules = []
-        if not sp.external_policy_local:
+        if plan.masquerade_external:
             rules.append(f"jump {MARK_MASQ}")
         else:
             rules.append(f'ip saddr {node.cluster_cidr} goto {cluster_chain} comment "short-circuit pod traffic"')
