@@ -6,14 +6,13 @@ in tests; both implement IptablesKernel, so a test runs the same backend code as
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from netk8s.errors import NetK8sError
 from netk8s.model import naming
 from netk8s.proxy import render_iptables as renderer
-from netk8s.proxy.model import NodeContext, ProxyState
-from netk8s.proxy.proxier import log, stale_udp_ops
+from netk8s.proxy.proxier import ChainsBackend, log
 from netk8s.proxy.render_iptables import Rendered
 
 TABLES = ("nat", "filter")
@@ -33,32 +32,23 @@ class IptablesKernel(Protocol):
     def save(self, table: str) -> str: ...
 
 
-class IptablesBackend:
+class IptablesBackend(ChainsBackend):
     """kube-proxy's iptables proxier, kernel side (pkg/proxy/iptables/proxier.go)."""
 
     mode = "iptables"
     TABLE = "nat"  # where the service chains are (the canary and read_back look here)
+    CANARY_TOP = naming.KUBE_SERVICES
+    CANARY_PREFIX = naming.SVC_PREFIX
+    renderer = renderer
 
     def __init__(self, kernel: IptablesKernel) -> None:
         self.kernel = kernel
-
-    def render_full(self, state: ProxyState, node: NodeContext, existing: set[str]) -> Rendered:
-        return renderer.render_full(state, node, existing=existing)
-
-    def render_partial(self, state: ProxyState, node: NodeContext, changed: set[str],
-                       previous: Rendered) -> Rendered:
-        return renderer.render_partial(state, node, changed, previous)
 
     def ensure_jumps(self) -> None:
         self.kernel.ensure_rules(renderer.BUILTIN_JUMPS)
 
     def apply(self, rendered: Rendered) -> None:
         self.kernel.restore(rendered.text)
-
-    def probe(self, rendered: Rendered, index: int) -> list[str]:
-        chains = sorted(c for c in rendered.chains.get(self.TABLE, ()) if c.startswith(naming.SVC_PREFIX))
-        probes = [naming.KUBE_SERVICES] + ([chains[index % len(chains)]] if chains else [])
-        return [f"{self.TABLE}/{c}" for c in probes if not self.kernel.chain_exists(self.TABLE, c)]
 
     def read_back(self) -> set[str]:
         return self.kernel.list_chains(self.TABLE)
@@ -81,15 +71,8 @@ class IptablesBackend:
     def housekeeping(self, rendered: Rendered | None, now: float) -> None:
         """Nothing is deferred in iptables mode."""
 
-    def stale_udp(self, old: ProxyState, new: ProxyState, keys: Iterable[str], previous: Rendered | None,
-                  rendered: Rendered) -> list[tuple]:
-        return stale_udp_ops(old, new, keys)
-
     def cleanup(self) -> None:
         """Every chain this mode programs goes, in one restore; only our jumps leave the built-in chains
         (read with iptables-save first, since `-D` of a missing rule fails)."""
         saved = {t: self.kernel.save(t) for t in TABLES}
         self.kernel.restore(renderer.chains_for_cleanup(saved=saved))
-
-    def close(self) -> None:
-        """The iptables backend holds nothing in this process."""

@@ -5,14 +5,12 @@ The kernel is injected: netk8s.dataplane.nftables on a node, netk8s.proxy.testin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Protocol
 
 from netk8s.errors import NetK8sError
 from netk8s.model import naming
 from netk8s.proxy import render_nftables as renderer
-from netk8s.proxy.model import NodeContext, ProxyState
-from netk8s.proxy.proxier import log, stale_udp_ops
+from netk8s.proxy.proxier import ChainsBackend, log
 from netk8s.proxy.render_nftables import Rendered
 
 # kube-proxy deletes chains flushed more than a second ago (syncProxyRules, staleChains).
@@ -29,22 +27,18 @@ class NftKernel(Protocol):
     def list_names(self, table: str) -> set[str]: ...
 
 
-class NftablesBackend:
+class NftablesBackend(ChainsBackend):
     """kube-proxy's nftables proxier, kernel side: `table ip kube-proxy` (pkg/proxy/nftables/proxier.go)."""
 
     mode = "nftables"
     TABLE = naming.KUBE_PROXY_TABLE
+    CANARY_TOP = renderer.SERVICES
+    CANARY_PREFIX = renderer.SERVICE_PREFIX
+    renderer = renderer
 
     def __init__(self, kernel: NftKernel) -> None:
         self.kernel = kernel
         self.stale_since: dict[str, float] = {}  # chain flushed by a sync -> when
-
-    def render_full(self, state: ProxyState, node: NodeContext, existing: set[str]) -> Rendered:
-        return renderer.render_full(state, node, existing=existing)
-
-    def render_partial(self, state: ProxyState, node: NodeContext, changed: set[str],
-                       previous: Rendered) -> Rendered:
-        return renderer.render_partial(state, node, changed, previous)
 
     def ensure_jumps(self) -> None:
         """Nothing: the table's base chains hook themselves in (no shared built-in chains)."""
@@ -52,11 +46,6 @@ class NftablesBackend:
     def apply(self, rendered: Rendered) -> None:
         for text in rendered.batches:
             self.kernel.apply(text)
-
-    def probe(self, rendered: Rendered, index: int) -> list[str]:
-        chains = sorted(c for c in rendered.chains.get(self.TABLE, ()) if c.startswith(renderer.SERVICE_PREFIX))
-        probes = [renderer.SERVICES] + ([chains[index % len(chains)]] if chains else [])
-        return [f"{self.TABLE}/{c}" for c in probes if not self.kernel.chain_exists(self.TABLE, c)]
 
     def read_back(self) -> set[str]:
         """Chains AND sets of the table: a full sync deletes stale affinity sets too."""
@@ -94,14 +83,7 @@ class NftablesBackend:
             self.stale_since.pop(c, None)
             rendered.chains.get(self.TABLE, set()).discard(c)
 
-    def stale_udp(self, old: ProxyState, new: ProxyState, keys: Iterable[str], previous: Rendered | None,
-                  rendered: Rendered) -> list[tuple]:
-        return stale_udp_ops(old, new, keys)
-
     def cleanup(self) -> None:
         """Delete the table (kube-proxy --cleanup in nftables mode): one transaction."""
         self.kernel.apply(renderer.chains_for_cleanup())
         self.stale_since.clear()
-
-    def close(self) -> None:
-        """The nftables backend holds nothing in this process."""

@@ -464,6 +464,8 @@ class ServicePlan:
     uses_external_chain: bool
     masquerade_external: bool
     affinity: bool
+    needs_local_chain: bool  # a Local policy: the port may use a local-endpoints chain
+    needs_external_chain: bool  # NodePort, externalIP or LoadBalancer: the port may use an external chain
 
 
 def plan_service(sp: ServicePort, eps: Iterable[Endpoint]) -> ServicePlan:
@@ -485,4 +487,6 @@ def plan_service(sp: ServicePort, eps: Iterable[Endpoint]) -> ServicePlan:
         external_local=sp.external_policy_local, has_external=has_external, external_verdict=verdict(has_external),
         uses_external_chain=has_eps and sp.externally_accessible,
         masquerade_external=not sp.external_policy_local, affinity=sp.affinity_timeout is not None,
+        needs_local_chain=sp.internal_policy_local or sp.external_policy_local,
+        needs_external_chain=sp.externally_accessible,
     )

@@ -263,6 +263,36 @@ def stale_udp_ops(old: ProxyState, new: ProxyState, keys: Iterable[str]) -> list
     return done
 
 
+class ChainsBackend:
+    """What the iptables and nftables backends share: a pure renderer module (render_full/render_partial,
+    Rendered.chains by table) and a kernel that can tell whether a chain exists. Subclasses set TABLE (where
+    the service chains are), CANARY_TOP (the top-level chain) and CANARY_PREFIX (service chains)."""
+
+    TABLE: str
+    CANARY_TOP: str
+    CANARY_PREFIX: str
+    renderer: Any
+    kernel: Any
+
+    def render_full(self, state: ProxyState, node: NodeContext, existing: set[str]) -> Any:
+        return self.renderer.render_full(state, node, existing=existing)
+
+    def render_partial(self, state: ProxyState, node: NodeContext, changed: set[str], previous: Any) -> Any:
+        return self.renderer.render_partial(state, node, changed, previous)
+
+    def probe(self, rendered: Any, index: int) -> list[str]:
+        chains = sorted(c for c in rendered.chains.get(self.TABLE, ()) if c.startswith(self.CANARY_PREFIX))
+        probes = [self.CANARY_TOP] + ([chains[index % len(chains)]] if chains else [])
+        return [f"{self.TABLE}/{c}" for c in probes if not self.kernel.chain_exists(self.TABLE, c)]
+
+    def stale_udp(self, old: ProxyState, new: ProxyState, keys: Iterable[str], previous: Any,
+                  rendered: Any) -> list[tuple]:
+        return stale_udp_ops(old, new, keys)
+
+    def close(self) -> None:
+        """Nothing is held in this process: the rules live in the kernel."""
+
+
 def _kernel_conntrack() -> Conntrack:
     from netk8s.dataplane import conntrack
 

@@ -184,15 +184,11 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
     key = sp.key
     proto = sp.proto_lower
     mproto = f"-m {proto} -p {proto}"
-    svc = svc_chain(sp)
-    # Hash only the names this port can use (hashing is most of a render's time).
-    svl = svl_chain(sp) if sp.internal_policy_local or sp.external_policy_local else ""
-    ext = ext_chain(sp) if sp.externally_accessible else ""
     plan = plan_service(sp, eps)
     cluster, local, reachable = plan.cluster, plan.local, plan.reachable
-    has_eps, has_internal, has_external = plan.has_endpoints, plan.has_internal, plan.has_external
-    uses_cluster_chain, uses_local_chain = plan.uses_cluster_chain, plan.uses_local_chain
-    uses_ext_chain = plan.uses_external_chain
+    # Hash only the names this port can use (hashing is most of a render's time).
+    svc, svl, ext = svc_chain(sp), svl_chain(sp) if plan.needs_local_chain else "", \
+        ext_chain(sp) if plan.needs_external_chain else ""
     internal_chain = svl if plan.internal_local else svc
     external_policy_chain = svl if plan.external_local else svc
     int_target, int_comment = _verdict(plan.internal_verdict, key)
@@ -205,7 +201,7 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
     cip, port = sp.cluster_ip, sp.port
 
     # Capture the ClusterIP.
-    if has_internal:
+    if plan.has_internal:
         top.append(f'-A {KUBE_SERVICES} -m comment --comment "{key} cluster IP" {mproto} -d {cip} '
                    f'--dport {port} -j {internal_chain}')
     else:
@@ -213,27 +209,27 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
                     f'--dport {port} -j {int_target}')
     # Capture externalIPs.
     for eip in sp.external_ips:
-        if has_eps:
+        if plan.has_endpoints:
             top.append(f'-A {KUBE_SERVICES} -m comment --comment "{key} external IP" {mproto} -d {eip} '
                        f'--dport {port} -j {ext}')
-        if not has_external:
+        if not plan.has_external:
             filt.append(f'-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} {mproto} '
                         f'-d {eip} --dport {port} -j {ext_target}')
     # Capture load-balancer ingress.
     for lbip in sp.load_balancer_ips:
-        if has_eps:
+        if plan.has_endpoints:
             top.append(f'-A {KUBE_SERVICES} -m comment --comment "{key} loadbalancer IP" {mproto} '
                        f'-d {lbip} --dport {port} -j {ext}')
-    if not has_external:
+    if not plan.has_external:
         for lbip in sp.load_balancer_ips:
             filt.append(f'-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} {mproto} '
                         f'-d {lbip} --dport {port} -j {ext_target}')
     # Capture nodeports.
     if sp.node_port:
-        if has_eps:
+        if plan.has_endpoints:
             top.append(f'-A {KUBE_NODEPORTS} -m comment --comment {key} {mproto} --dport {sp.node_port} '
                        f'-j {ext}')
-        if not has_external:
+        if not plan.has_external:
             filt.append(f'-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} '
                         f'-m addrtype --dst-type LOCAL {mproto} --dport {sp.node_port} -j {ext_target}')
     # Capture healthCheckNodePorts (accepted whether or not this node has local endpoints).
@@ -242,11 +238,11 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
                     f'-m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT')
 
     # Internal traffic: masquerade off-cluster sources reaching the ClusterIP (kube-proxy --cluster-cidr).
-    if has_internal:
+    if plan.has_internal:
         rules.append(f'-A {internal_chain} -m comment --comment "{key} cluster IP" {mproto} -d {cip} '
                      f'--dport {port} ! -s {node.cluster_cidr} -j {KUBE_MARK_MASQ}')
     # External traffic: every external destination jumps to KUBE-EXT-, which applies the policy.
-    if uses_ext_chain:
+    if plan.uses_external_chain:
         chains.append(ext)
         if plan.masquerade_external:
             rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {key} external destinations" '
@@ -258,13 +254,13 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
                          f'destinations" -m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}')
             rules.append(f'-A {ext} -m comment --comment "route LOCAL traffic for {key} external '
                          f'destinations" -m addrtype --src-type LOCAL -j {svc}')
-        if has_external:
+        if plan.has_external:
             rules.append(f'-A {ext} -j {external_policy_chain}')
     seps = {ep.addr: sep_chain(sp, ep) for ep in reachable}
-    if uses_cluster_chain:
+    if plan.uses_cluster_chain:
         chains.append(svc)
         _endpoint_rules(rules, sp, svc, cluster, seps, large)
-    if uses_local_chain:
+    if plan.uses_local_chain:
         chains.append(svl)
         _endpoint_rules(rules, sp, svl, local, seps, large)
     # Per-endpoint chains.

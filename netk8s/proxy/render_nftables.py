@@ -245,15 +245,12 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
     key = sp.key
     proto = sp.proto_lower
     port = str(sp.port)
-    cluster_chain = service_chain(sp)
-    # Hash only the names this port can use (hashing is most of a render's time).
-    local = local_chain(sp) if sp.internal_policy_local or sp.external_policy_local else ""
-    ext = external_chain(sp) if sp.externally_accessible else ""
     plan = plan_service(sp, eps)
+    # Hash only the names this port can use (hashing is most of a render's time).
+    cluster_chain = service_chain(sp)
+    local = local_chain(sp) if plan.needs_local_chain else ""
+    ext = external_chain(sp) if plan.needs_external_chain else ""
     cluster, local_eps, reachable = plan.cluster, plan.local, plan.reachable
-    has_eps, has_internal, has_external = plan.has_endpoints, plan.has_internal, plan.has_external
-    uses_cluster_chain, uses_local_chain = plan.uses_cluster_chain, plan.uses_local_chain
-    uses_ext_chain = plan.uses_external_chain
     internal_chain = local if plan.internal_local else cluster_chain
     external_policy_chain = local if plan.external_local else cluster_chain
     int_verdict, ext_verdict = _VERDICTS[plan.internal_verdict], _VERDICTS[plan.external_verdict]
@@ -261,21 +258,21 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
     els = out.elements
     # Capture the ClusterIP.
     els.append((CLUSTER_IPS, sp.cluster_ip or "", "", ""))
-    if has_internal:
+    if plan.has_internal:
         els.append((SERVICE_IPS, f"{sp.cluster_ip} . {proto} . {port}", f"goto {internal_chain}", ""))
     else:
         els.append((NO_ENDPOINT_SERVICES, f"{sp.cluster_ip} . {proto} . {port}", int_verdict, key))
     # Capture externalIPs and load-balancer ingress.
     for ip in (*sp.external_ips, *sp.load_balancer_ips):
-        if has_eps:
+        if plan.has_endpoints:
             els.append((SERVICE_IPS, f"{ip} . {proto} . {port}", f"goto {ext}", ""))
-        if not has_external:
+        if not plan.has_external:
             els.append((NO_ENDPOINT_SERVICES, f"{ip} . {proto} . {port}", ext_verdict, key))
     # Capture nodeports.
     if sp.node_port:
-        if has_eps:
+        if plan.has_endpoints:
             els.append((SERVICE_NODEPORTS, f"{proto} . {sp.node_port}", f"goto {ext}", ""))
-        if not has_external:
+        if not plan.has_external:
             els.append((NO_ENDPOINT_NODEPORTS, f"{proto} . {sp.node_port}", ext_verdict, key))
     # healthCheckNodePort: nothing here; the HealthCheckServer listens on it and nftables mode has no
     # filter rule in the way (kube-proxy's nftables proxier adds none either).
@@ -292,16 +289,16 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
             rules.append(f"update @{aff} {{ ip saddr }}")
         rules.append(f"meta l4proto {proto} counter dnat to {ep.addr}")
         out.chains[chain] = rules
-    if uses_cluster_chain:
+    if plan.uses_cluster_chain:
         out.chains[cluster_chain] = _endpoint_rules(sp, cluster, eps_chains)
-    if uses_local_chain:
+    if plan.uses_local_chain:
         out.chains[local] = _endpoint_rules(sp, local_eps, eps_chains)
     # Internal traffic: masquerade off-cluster sources reaching the ClusterIP (kube-proxy --cluster-cidr).
-    if has_internal and internal_chain in out.chains:
+    if plan.has_internal and internal_chain in out.chains:
         out.chains[internal_chain].insert(
             0, f"ip daddr {sp.cluster_ip} {proto} dport {port} ip saddr != {node.cluster_cidr} jump {MARK_MASQ}")
     # External traffic: every external destination goes to external-, which applies the policy.
-    if uses_ext_chain:
+    if plan.uses_external_chain:
         rules = []
         if plan.masquerade_external:
             rules.append(f"jump {MARK_MASQ}")
@@ -309,7 +306,7 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
             rules.append(f'ip saddr {node.cluster_cidr} goto {cluster_chain} comment "short-circuit pod traffic"')
             rules.append(f'fib saddr type local jump {MARK_MASQ} comment "masquerade local traffic"')
             rules.append(f'fib saddr type local goto {cluster_chain} comment "short-circuit local traffic"')
-        if has_external:
+        if plan.has_external:
             rules.append(f"goto {external_policy_chain}")
         out.chains[ext] = rules
     return out
