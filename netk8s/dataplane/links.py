@@ -261,6 +261,23 @@ def ensure_bridge(netns: str | None, name: str, mtu: int | None = None) -> int:
         return idx
 
 
+def ensure_dummy(netns: str | None, name: str) -> int:
+    """A dummy device `name`, left down (kube-ipvs0: its addresses are local, it never answers ARP).
+    Returns its ifindex."""
+    with _netlink(netns, f"ensure_dummy {name} in {_where(netns)}") as ipr:
+        idx = _index(ipr, name)
+        if idx is None:
+            try:
+                ipr.link("add", ifname=name, kind="dummy")
+            except NetlinkError as exc:
+                _ignore_exists(exc)
+            idx = _require_index(ipr, netns, name)
+        kind = _kind(_link_msg(ipr, idx))
+        if kind != "dummy":
+            raise KernelError(f"ensure_dummy {name} in {_where(netns)}: link exists but is a {kind}")
+        return idx
+
+
 def ensure_veth(
     netns: str | None,
     host_if: str,

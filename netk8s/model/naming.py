@@ -110,6 +110,19 @@ KUBE_NODEPORT_HOST = "KUBE-NODEPORT-HOST"
 XLB_PREFIX = "KUBE-XLB-"  # pre-1.24 local-traffic chains, still followed by the rules view
 # nftables mode: `table ip kube-proxy`
 KUBE_PROXY_TABLE = "kube-proxy"
+# ipvs mode (pkg/proxy/ipvs/proxier.go): the dummy device holding every Service IP, its chains and ipsets
+KUBE_IPVS_DEVICE = "kube-ipvs0"
+KUBE_NODE_PORT = "KUBE-NODE-PORT"
+KUBE_LOAD_BALANCER = "KUBE-LOAD-BALANCER"
+IPSET_CLUSTER_IP = "KUBE-CLUSTER-IP"
+IPSET_LOOP_BACK = "KUBE-LOOP-BACK"
+IPSET_EXTERNAL_IP = "KUBE-EXTERNAL-IP"
+IPSET_LOAD_BALANCER = "KUBE-LOAD-BALANCER"
+IPSET_LOAD_BALANCER_LOCAL = "KUBE-LOAD-BALANCER-LOCAL"
+IPSET_NODE_PORT_TCP = "KUBE-NODE-PORT-TCP"
+IPSET_NODE_PORT_UDP = "KUBE-NODE-PORT-UDP"
+IPSET_NODE_PORT_LOCAL_TCP = "KUBE-NODE-PORT-LOCAL-TCP"
+IPSET_NODE_PORT_LOCAL_UDP = "KUBE-NODE-PORT-LOCAL-UDP"
 
 # base32 alphabet (RFC 4648) by pairs: one lookup encodes 10 bits. base64.b32encode is a pure-Python
 # loop that was a third of a 10,000-Service render; renders hash every endpoint of every service.

@@ -6,7 +6,9 @@ each mode netk8s has, and touches nothing else:
 - iptables: every KUBE-* chain of the nat and filter tables, with the iptables renderer's cleanup text
   (legacy backend), only when one exists;
 - nftables: the table `ip kube-proxy` (deleted whole);
-- userspace: `netk8s.proxy.userspace.cleanup_rules()` (when that mode is installed).
+- userspace: `netk8s.proxy.userspace.cleanup_rules()` (when that mode is installed);
+- ipvs: every virtual server, the KUBE- nat rules, the ipsets and kube-ipvs0 (netk8s.proxy.backend_ipvs),
+  only when IPVS mode left something.
 Failures are logged, not raised: a node whose leftovers cannot be removed still runs its chosen mode.
 """
 
@@ -22,13 +24,19 @@ from netk8s.model.iptsave import chain_names, table_lines
 
 log = logging.getLogger("netk8s.proxy")
 
-MODES = ("iptables", "nftables", "userspace")
+MODES = ("iptables", "nftables", "userspace", "ipvs")
 
 
-def kernel_proxier(mode: str, node: Any) -> Any:
+def kernel_proxier(mode: str, node: Any, ipvs_scheduler: str = "rr") -> Any:
     """The Proxier of `mode` over this namespace's kernel (netk8s.dataplane), as the node agent runs it."""
     from netk8s.proxy.proxier import Proxier, SyncConfig
 
+    if mode == "ipvs":
+        from netk8s.dataplane import ipvs
+        from netk8s.proxy.backend_ipvs import IpvsBackend
+
+        ipvs.require_support()
+        return Proxier(node, IpvsBackend(ipvs, ipvs_scheduler))
     if mode == "iptables":
         from netk8s.dataplane import iptables
         from netk8s.proxy.backend_iptables import IptablesBackend
@@ -106,6 +114,18 @@ def cleanup_nftables() -> bool:
     return True
 
 
+def cleanup_ipvs() -> bool:
+    """kube-proxy --cleanup of IPVS mode: virtual servers, KUBE- nat rules, ipsets, kube-ipvs0; False when
+    IPVS mode left nothing here."""
+    from netk8s.dataplane import ipvs
+    from netk8s.proxy.backend_ipvs import IpvsBackend
+
+    if not ipvs.has_leftovers():
+        return False
+    IpvsBackend(ipvs).cleanup()
+    return True
+
+
 def cleanup_userspace() -> bool:
     """The userspace mode's own cleanup; False when that mode is not installed."""
     try:
@@ -123,6 +143,7 @@ CLEANUPS: dict[str, Callable[[], bool]] = {
     "iptables": cleanup_iptables,
     "nftables": cleanup_nftables,
     "userspace": cleanup_userspace,
+    "ipvs": cleanup_ipvs,
 }
 
 

@@ -65,6 +65,7 @@ class Rule:
     recent: dict[str, object] | None = None
     mark: tuple[bool, int, int] | None = None
     ctstate: tuple[bool, frozenset[str]] | None = None
+    match_set: tuple[bool, str, str] | None = None  # -m set --match-set NAME DIRS (the ipvs mode's rules)
     comment: str | None = None
     target: str | None = None
     target_opts: dict[str, str] = field(default_factory=dict)
@@ -128,10 +129,13 @@ def parse_rule(chain: str, args: list[str]) -> Rule:
             r.dport = (neg, int(lo), int(hi or lo))
         elif tok == "-m" or tok == "--match":
             mod = value()
-            if mod not in _NOOP_MODULES | {"addrtype", "statistic", "recent", "mark", "conntrack"}:
+            if mod not in _NOOP_MODULES | {"addrtype", "statistic", "recent", "mark", "conntrack", "set"}:
                 r.unsupported.append(f"-m {mod}")
         elif tok == "--comment":
             r.comment = value()
+        elif tok == "--match-set":
+            name = value()
+            r.match_set = (neg, name, value())
         elif tok == "--dst-type":
             r.dst_type = (neg, value())
         elif tok == "--src-type":
@@ -489,13 +493,17 @@ class _Packet:
 
 
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+# (set name, direction flags e.g. "dst,dst", src ip, protocol, dst ip, dst port) -> member?
+IpsetLookup = Callable[[str, str, str, str, str, int], bool]
 _MAX_STEPS = 100_000
 
 
 class _Tracer:
     def __init__(self, rs: Ruleset, local_ips: set[ipaddress.IPv4Address],
-                 rand: Callable[[], float], recent: dict[str, dict[str, float]], now: float) -> None:
+                 rand: Callable[[], float], recent: dict[str, dict[str, float]], now: float,
+                 ipsets: IpsetLookup | None = None) -> None:
         self.rs = rs
+        self.ipsets = ipsets
         self.local = local_ips
         self.rand = rand
         self.recent = recent
@@ -574,6 +582,12 @@ class _Tracer:
             return False
         if r.recent is not None and not self._recent(r, p):
             return False
+        if r.match_set is not None:
+            if self.ipsets is None:
+                raise ValidationError(f"trace: rule {r.text!r} matches an ipset and the trace was given none")
+            neg, name, dirs = r.match_set
+            if self.ipsets(name, dirs, str(p.src), p.proto, str(p.dst), p.dport) == neg:
+                return False
         if r.probability is not None:
             return self.rand() < r.probability  # xt_statistic: match when random < probability
         return True
@@ -647,6 +661,7 @@ def trace(
     now: float = 0.0,
     hook: str = "PREROUTING",
     masquerade_mark: int = 0x4000,
+    ipsets: IpsetLookup | None = None,
 ) -> TraceResult:
     """Follow a new connection's first packet through nat then filter.
 
@@ -654,13 +669,14 @@ def trace(
     each `-m statistic --mode random` draw returns (a match when rand < probability), a sequence
     consumed one value per draw, or a callable. `recent`: `-m recent` lists {name: {src ip: last seen}}
     updated in place by `--set`, so successive traces see affinity; `now` is the clock for --seconds.
+    `ipsets`: answers `-m set --match-set NAME DIRS` (netk8s.proxy.testing.fake_ipvs.FakeIpsets.lookup).
     `hook`: PREROUTING (a packet arriving at the node) or OUTPUT (sent by the node itself).
     """
     if hook not in ("PREROUTING", "OUTPUT"):
         raise ValidationError(f"trace: hook must be PREROUTING or OUTPUT, not {hook!r}")
     pkt = _Packet(ipaddress.IPv4Address(src), proto.lower(), ipaddress.IPv4Address(dst), int(dport))
     local = {ipaddress.IPv4Address(ip) for ip in local_dst_ips}
-    tr = _Tracer(ruleset, local, _rand_source(rand), recent if recent is not None else {}, now)
+    tr = _Tracer(ruleset, local, _rand_source(rand), recent if recent is not None else {}, now, ipsets)
 
     dnat: str | None = None
     nat_start = hook if ruleset.chain("nat", hook) is not None else naming.KUBE_SERVICES
