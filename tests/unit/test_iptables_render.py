@@ -3,9 +3,7 @@ acceptance of full and partial renders, partial-sync scope, cleanup text, speed.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +21,9 @@ from netk8s.proxy.render_iptables import (
     svc_chain,
 )
 from netk8s.proxy.testing.fake_iptables import FakeRestore
+from tests.unit.golden import GOLDEN_ROOT, check_golden
 
-GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "iptables"
+GOLDEN_DIR = GOLDEN_ROOT / "iptables"
 NODE = NodeContext(node_name="node1", node_ips=("192.168.56.11",))
 
 
@@ -141,12 +140,7 @@ def state_of(name: str, node: NodeContext = NODE) -> ProxyState:
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_golden(name: str) -> None:
     text = render_full(state_of(name), NODE).text
-    path = GOLDEN_DIR / f"{name}.txt"
-    if os.environ.get("NETK8S_REGEN_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path}; run with NETK8S_REGEN_GOLDEN=1 and review it"
-    assert text == path.read_text(), f"render of {name} differs from {path} (NETK8S_REGEN_GOLDEN=1 to update)"
+    check_golden(GOLDEN_DIR / f"{name}.txt", text)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

@@ -4,7 +4,6 @@ and the refusal on kernels without IP_VS."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,10 +17,11 @@ from netk8s.proxy.backend_ipvs import IpvsBackend
 from netk8s.proxy.model import NodeContext
 from netk8s.proxy.proxier import Proxier
 from netk8s.proxy.testing.fake_ipvs import FakeIpvs, trace
+from tests.unit.golden import GOLDEN_ROOT, check_golden
 from tests.unit.test_iptables_render import HTTP, HTTP_EP, SCENARIOS, THREE, eps_slice, state_of, svc
 from tests.unit.test_proxier import FakeInformer, FakeKernel
 
-GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "ipvs"
+GOLDEN_DIR = GOLDEN_ROOT / "ipvs"
 NODE = NodeContext(node_name="node1", node_ips=("192.168.56.11",))
 POD = "10.244.1.9"
 OUTSIDE = "192.168.56.100"
@@ -45,12 +45,7 @@ def first_sync(name: str, scheduler: str = "rr") -> tuple[FakeIpvs, rv.IpvsRende
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_golden(name: str) -> None:
     text = rv.diff(rv.render_desired(state_of(name), NODE), rv.IpvsKernelState()).text
-    path = GOLDEN_DIR / f"{name}.txt"
-    if os.environ.get("NETK8S_REGEN_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path}; run with NETK8S_REGEN_GOLDEN=1 and review it"
-    assert text == path.read_text(), f"render of {name} differs from {path} (NETK8S_REGEN_GOLDEN=1 to update)"
+    check_golden(GOLDEN_DIR / f"{name}.txt", text)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

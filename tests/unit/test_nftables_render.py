@@ -4,9 +4,6 @@ nftables mode, mode cleanup."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from netk8s.errors import KernelError
@@ -16,6 +13,7 @@ from netk8s.proxy.backend_nftables import NftablesBackend
 from netk8s.proxy.model import NodeContext, ProxyState, build_state
 from netk8s.proxy.proxier import Proxier
 from netk8s.proxy.testing.fake_nft import FakeNft, trace
+from tests.unit.golden import GOLDEN_ROOT, check_golden
 from tests.unit.test_iptables_render import (
     HTTP,
     HTTP_EP,
@@ -29,7 +27,7 @@ from tests.unit.test_iptables_render import (
 )
 from tests.unit.test_proxier import FakeInformer, FakeKernel
 
-GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "nftables"
+GOLDEN_DIR = GOLDEN_ROOT / "nftables"
 NODE_IP = "192.168.56.11"
 LOCAL = {NODE_IP}
 POD = "10.244.2.33"  # a pod on another node
@@ -58,12 +56,7 @@ def table_for(name: str, node: NodeContext = NODE) -> FakeNft:
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_golden(name: str) -> None:
     text = golden_text(nft.render_full(state_of(name), NODE))
-    path = GOLDEN_DIR / f"{name}.nft"
-    if os.environ.get("NETK8S_REGEN_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path}; run with NETK8S_REGEN_GOLDEN=1 and review it"
-    assert text == path.read_text(), f"render of {name} differs from {path} (NETK8S_REGEN_GOLDEN=1 to update)"
+    check_golden(GOLDEN_DIR / f"{name}.nft", text)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
