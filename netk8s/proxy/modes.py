@@ -51,7 +51,9 @@ def kernel_proxier(mode: str, node: Any, ipvs_scheduler: str = "rr") -> Any:
         from netk8s.dataplane import iptables
         from netk8s.proxy.userspace import FULL_SYNC_PERIOD, UserspaceBackend
 
-        return Proxier(node, UserspaceBackend(iptables), SyncConfig(full_sync_period=FULL_SYNC_PERIOD))
+        # upstream's userspace proxier had no canary: its periodic full sync repairs deleted rules
+        return Proxier(node, UserspaceBackend(iptables),
+                       SyncConfig(full_sync_period=FULL_SYNC_PERIOD, canary_period=float("inf")))
     raise ValueError(f"proxy mode {mode!r}")
 
 

@@ -653,6 +653,7 @@ def test_node_agent_proxiers_drive_the_dataplane_modules() -> None:
     assert isinstance(wired["nftables"].backend, NftablesBackend) and wired["nftables"].backend.kernel is nftables
     assert isinstance(wired["userspace"].backend, UserspaceBackend) and wired["userspace"].backend.kernel is iptables
     assert wired["userspace"].config.full_sync_period == 30.0
+    assert wired["userspace"].config.canary_period == float("inf")  # as upstream: no canary
     assert {p.mode for p in wired.values()} == {"iptables", "nftables", "userspace"}
 
 
