@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netk8s.model import schema as sch
+from netk8s.model.status import is_ready
 
 NONE = "<none>"
 UNKNOWN = "<unknown>"
@@ -246,9 +247,7 @@ def pod_status_reason(pod: dict) -> tuple[str, int, int, int, float | None]:
                 has_running = True
                 ready += 1
         if reason == "Completed" and has_running:
-            pod_ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                            for c in status.get("conditions") or [])
-            reason = "Running" if pod_ready else "NotReady"
+            reason = "Running" if is_ready(pod) else "NotReady"
 
     deleting = bool(_meta(pod).get("deletionTimestamp"))
     if deleting and status.get("reason") == "NodeLost":

@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from netk8s.errors import Conflict, NotFound, ValidationError
 from netk8s.model import svcalloc
 from netk8s.model.kinds import kind_info, object_key
 from netk8s.model.labels import Selector
+from netk8s.model.status import is_ready, rfc3339
 from netk8s.store.base import Op, Store, mutate
 
 # Fields of a stored object that `apply` keeps when the manifest does not set them (allocations).
@@ -125,7 +125,7 @@ def apply_objects(store: Store, objs: list[dict], retries: int = 5) -> list[Appl
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(time.time())
 
 
 def delete_object(store: Store, kind: str, ns: str, name: str, grace: int | None = None) -> dict:
@@ -170,9 +170,7 @@ def wait_gone(store: Store, keys: list[tuple[str, str, str, str]], timeout: floa
     return left
 
 
-def pod_ready(pod: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+pod_ready = is_ready
 
 
 def select(objs: list[dict], selector: Selector | None) -> list[dict]:

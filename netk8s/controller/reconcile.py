@@ -11,10 +11,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Protocol
 
 from netk8s.errors import NotFound
+from netk8s.model.status import condition, parse_time, rfc3339
+from netk8s.model.status import is_ready as is_pod_ready
 from netk8s.store.base import Op
 
 NODE_READY_TIMEOUT = 40.0  # seconds without a heartbeat before a node counts as not Ready
@@ -61,28 +62,10 @@ def get_obj(snapshot: Snapshot, kind: str, namespace: str, name: str) -> dict | 
         return None
 
 
+__all__ = ["condition", "is_pod_ready", "parse_time", "rfc3339"]  # re-exported for the controllers
+
+
 # ---- time ------------------------------------------------------------------------------------------
-
-
-def rfc3339(now: float) -> str:
-    """Kubernetes' timestamp format (second precision, UTC, `Z`)."""
-    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: object) -> float | None:
-    """Epoch seconds of an RFC 3339 timestamp, or None if it is missing or malformed."""
-    if not isinstance(text, str) or not text:
-        return None
-    s = text.strip()
-    if s.endswith(("Z", "z")):
-        s = s[:-1] + "+00:00"
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
 
 
 # ---- metadata --------------------------------------------------------------------------------------
@@ -167,18 +150,6 @@ def is_terminal(pod: dict) -> bool:
 def is_active(pod: dict) -> bool:
     """Counts towards a controller's replicas: not being deleted, not Failed/Succeeded."""
     return not is_deleting(pod) and not is_terminal(pod)
-
-
-def condition(obj: dict, ctype: str) -> dict | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == ctype:
-            return cond
-    return None
-
-
-def is_pod_ready(pod: dict) -> bool:
-    cond = condition(pod, "Ready")
-    return cond is not None and cond.get("status") == "True"
 
 
 def is_pod_available(pod: dict, min_ready_seconds: int, now: float) -> bool:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from netk8s.errors import KernelError
+from netk8s.model.iptsave import chain_names, parse_save, table_lines
 
 IPTABLES = "iptables-legacy"
 RESTORE = "iptables-legacy-restore"
@@ -141,20 +142,6 @@ def list_chains(table: str) -> set[str]:
     return set(parse_save(save(table)).get(table, {}))
 
 
-def _table_section(text: str, table: str) -> list[str]:
-    """The lines of `*table ... COMMIT` in iptables-save output (which may hold several tables)."""
-    out: list[str] = []
-    inside = False
-    for line in text.splitlines():
-        if line.startswith("*"):
-            inside = line[1:].strip() == table
-        elif inside and line.strip() == "COMMIT":
-            inside = False
-        elif inside:
-            out.append(line)
-    return out
-
-
 def ensure_rules_text(saved: Mapping[str, str], rules: Mapping[str, Mapping[str, Sequence[str]]]) -> str:
     """Pure: restore text adding the rules of `rules` (table -> built-in chain -> rules, top to bottom)
     that `saved` (table -> `iptables-save -t TABLE` output) lacks; "" when none is missing.
@@ -166,8 +153,8 @@ def ensure_rules_text(saved: Mapping[str, str], rules: Mapping[str, Mapping[str,
     way kube-proxy writes them)."""
     lines: list[str] = []
     for table, chains in rules.items():
-        section = _table_section(saved.get(table, ""), table)
-        existing = {line[1:].split()[0] for line in section if line.startswith(":") and len(line) > 1}
+        section = table_lines(saved.get(table, ""), table)
+        existing = set(chain_names(section))
         present: dict[str, set[tuple[str, ...]]] = {}
         for line in section:
             if line.startswith("[") and "] " in line:  # `iptables-save -c` counters
@@ -205,35 +192,6 @@ def ensure_rules(rules: Mapping[str, Mapping[str, Sequence[str]]]) -> str:
 
 
 # ---------------------------------------------------------------- counters
-
-
-def parse_save(text: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Parse `iptables-save [-c]` output into {table: {chain: [{"rule", "packets", "bytes"}]}}.
-
-    Every chain of a table appears (empty list when it has no rules), in save order.
-    """
-    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    table: dict[str, list[dict[str, Any]]] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or line == "COMMIT":
-            continue
-        if line.startswith("*"):
-            table = out.setdefault(line[1:], {})
-            continue
-        if table is None:
-            continue
-        if line.startswith(":"):
-            table.setdefault(line[1:].split()[0], [])
-            continue
-        packets = nbytes = 0
-        m = re.match(r"^\[(\d+):(\d+)\]\s+(.*)$", line)
-        if m:
-            packets, nbytes, line = int(m.group(1)), int(m.group(2)), m.group(3)
-        words = line.split(None, 2)
-        if len(words) >= 2 and words[0] == "-A":
-            table.setdefault(words[1], []).append({"rule": line, "packets": packets, "bytes": nbytes})
-    return out
 
 
 def _counters_from_iptc(tables: Sequence[str]) -> dict[str, dict[str, list[tuple[int, int]]]]:

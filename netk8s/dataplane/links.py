@@ -242,23 +242,36 @@ def delete_link(netns: str | None, ifname: str) -> None:
                 raise
 
 
+def _ensure_kind(ipr: IPRoute, netns: str | None, name: str, kind: str) -> int:
+    """The ifindex of link `name` of `kind`, added when missing (KernelError when it is another kind)."""
+    idx = _index(ipr, name)
+    if idx is None:
+        try:
+            ipr.link("add", ifname=name, kind=kind)
+        except NetlinkError as exc:
+            _ignore_exists(exc)
+        idx = _require_index(ipr, netns, name)
+    found = _kind(_link_msg(ipr, idx))
+    if found != kind:
+        raise KernelError(f"ensure_{kind} {name} in {_where(netns)}: link exists but is a {found}")
+    return idx
+
+
 def ensure_bridge(netns: str | None, name: str, mtu: int | None = None) -> int:
     """A Linux bridge `name`, up (MTU set when given). Returns its ifindex."""
     with _netlink(netns, f"ensure_bridge {name} in {_where(netns)}") as ipr:
-        idx = _index(ipr, name)
-        if idx is None:
-            try:
-                ipr.link("add", ifname=name, kind="bridge")
-            except NetlinkError as exc:
-                _ignore_exists(exc)
-            idx = _require_index(ipr, netns, name)
-        kind = _kind(_link_msg(ipr, idx))
-        if kind != "bridge":
-            raise KernelError(f"ensure_bridge {name} in {_where(netns)}: link exists but is a {kind}")
+        idx = _ensure_kind(ipr, netns, name, "bridge")
         if mtu is not None:
             ipr.link("set", index=idx, mtu=mtu)
         ipr.link("set", index=idx, state="up")
         return idx
+
+
+def ensure_dummy(netns: str | None, name: str) -> int:
+    """A dummy device `name`, left down (kube-ipvs0: its addresses are local, it never answers ARP).
+    Returns its ifindex."""
+    with _netlink(netns, f"ensure_dummy {name} in {_where(netns)}") as ipr:
+        return _ensure_kind(ipr, netns, name, "dummy")
 
 
 def ensure_veth(

@@ -24,6 +24,7 @@ from typing import TypeVar
 from pyroute2 import netns as _pyroute2_netns
 
 from netk8s.errors import KernelError
+from netk8s.model.naming import NETNS_PREFIX
 
 NETNS_RUN_DIR = Path("/run/netns")
 
@@ -182,7 +183,7 @@ def delete_netns(name: str) -> None:
     _remove_mount(name)
 
 
-def list_netns(prefix: str = "nk8s-") -> list[str]:
+def list_netns(prefix: str = NETNS_PREFIX) -> list[str]:
     """Names of the named namespaces starting with `prefix`, sorted."""
     try:
         names = os.listdir(NETNS_RUN_DIR)

@@ -20,10 +20,11 @@ from typing import Any
 
 from netk8s.dataplane.iptables import line_context
 from netk8s.errors import KernelError
+from netk8s.model.naming import KUBE_PROXY_TABLE
 
 NFT = "nft"
 FAMILY = "ip"
-TABLE = "kube-proxy"
+TABLE = KUBE_PROXY_TABLE
 TIMEOUT = 120.0
 
 # nft's error location: "/dev/stdin:12:5-30: Error: Could not process rule: No such file or directory"

@@ -20,6 +20,7 @@ from netk8s.dataplane.launch import launch_argv
 from netk8s.errors import LabError, NetK8sError
 from netk8s.lab import addons, procs, topology
 from netk8s.model import naming
+from netk8s.model.status import is_ready
 from netk8s.store.factory import open_store
 
 PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
@@ -58,6 +59,7 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         raise LabError(f"--nodes: must be between 1 and 50, got {nodes}")
     if proxy_mode not in PROXY_MODES:
         raise LabError(f"--proxy-mode: must be one of {', '.join(PROXY_MODES)}, got {proxy_mode!r}")
+    check_proxy_mode_supported(proxy_mode)
     if overlay not in OVERLAYS:
         raise LabError(f"--overlay: must be one of {', '.join(OVERLAYS)}, got {overlay!r}")
     if store_kind != "sqlite":
@@ -203,8 +205,7 @@ def wait_nodes_ready(info: LabInfo, timeout: float) -> None:
             nodes, _ = store.list("Node")
             ready = {
                 n["metadata"]["name"] for n in nodes
-                if any(c.get("type") == "Ready" and c.get("status") == "True"
-                       for c in (n.get("status") or {}).get("conditions") or [])
+                if is_ready(n)
                 and (info.overlay != "vxlan"
                      or "flannel.alpha.coreos.com/backend-data" in (n["metadata"].get("annotations") or {}))
             }
@@ -273,8 +274,22 @@ def clean_all(lab: str | None = None) -> list[str]:
     return removed
 
 
-# Modes a node agent can run (`ipvs` is reserved in PROXY_MODES but has no implementation yet).
-SWITCHABLE_PROXY_MODES = ("iptables", "nftables", "userspace")
+# Modes a node agent can switch to (ipvs only where the nodes' kernel has IP_VS).
+SWITCHABLE_PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
+
+
+def check_proxy_mode_supported(mode: str, node_runtime: str = "namespace") -> None:
+    """Refuse IPVS mode on namespace nodes whose (the host's) kernel lacks IP_VS or the dummy netdev,
+    before anything is built: the probe is netk8s.dataplane.ipvs.missing_support. VM nodes run their own
+    kernel (the guest agent checks it with the same probe when it starts)."""
+    if mode != "ipvs" or node_runtime == "vm":
+        return
+    from netk8s.dataplane import ipvs
+
+    missing = ipvs.missing_support()
+    if missing:
+        raise LabError(f"--proxy-mode ipvs: namespace nodes share this kernel, which has no {' and no '.join(missing)}",
+                       hint=ipvs.VM_HINT)
 
 
 def set_proxy_mode(name: str, mode: str, timeout: float = 60.0,
@@ -284,6 +299,7 @@ def set_proxy_mode(name: str, mode: str, timeout: float = 60.0,
     agent removes the previous mode's rules when it starts (netk8s.proxy.modes); pods keep running."""
     if mode not in SWITCHABLE_PROXY_MODES:
         raise LabError(f"--proxy-mode: must be one of {', '.join(SWITCHABLE_PROXY_MODES)}, got {mode!r}")
+    check_proxy_mode_supported(mode)
     info = load_lab(name)
     if info.proxy_mode == mode:
         progress(f"lab {name!r} already runs proxy mode {mode}")

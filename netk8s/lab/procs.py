@@ -12,8 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from netk8s.dataplane.procfs import proc_environ, proc_stat
 from netk8s.model import naming
-
 
 # Popen objects of detached children: kept so Python neither warns ("still running") on collection nor
 # loses the exit status; the processes themselves outlive the CLI by design (start_new_session).
@@ -41,11 +41,7 @@ def tagged_pids(lab: str | None = None) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        for var in environ.split(b"\0"):
+        for var in proc_environ(entry) or ():
             if var.startswith(want) and (lab is None or var[len(want):].decode(errors="replace") == lab):
                 found.append(int(entry))
                 break
@@ -53,11 +49,8 @@ def tagged_pids(lab: str | None = None) -> list[int]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
 
 
 def stop_pids(pids: list[int], grace: float = 3.0) -> None:

@@ -12,28 +12,24 @@ from netk8s.node.agent import AgentConfig, NodeAgent
 from netk8s.store.factory import open_store
 
 
-def proxy_plugins(mode: str, cfg: AgentConfig) -> list:
-    """The kube-proxy role of this node, in the chosen mode."""
+def proxy_plugins(mode: str, cfg: AgentConfig, ipvs_scheduler: str = "rr") -> list:
+    """The kube-proxy role of this node, in the chosen mode (IPVS only where the kernel has it)."""
     from netk8s.proxy.model import NodeContext
 
     node = NodeContext(node_name=cfg.node, node_ips=(cfg.node_ip,))
-    if mode in ("iptables", "nftables", "userspace"):
+    if mode == "ipvs":
+        from netk8s.dataplane import ipvs
+
+        ipvs.require_support()
+    if mode in ("iptables", "nftables", "userspace", "ipvs"):
         from netk8s.proxy.modes import cleanup_other_modes
 
         # A node changing proxy mode keeps no rule of its previous mode (kube-proxy --cleanup).
         cleanup_other_modes(mode)
-    if mode == "nftables":
-        from netk8s.proxy.proxier import NftablesProxier
+    if mode in ("iptables", "nftables", "userspace", "ipvs"):
+        from netk8s.proxy.modes import kernel_proxier
 
-        return [NftablesProxier(node)]
-    if mode == "iptables":
-        from netk8s.proxy.proxier import IptablesProxier
-
-        return [IptablesProxier(node)]
-    if mode == "userspace":
-        from netk8s.proxy.userspace import UserspaceProxier
-
-        return [UserspaceProxier(node)]
+        return [kernel_proxier(mode, node, ipvs_scheduler)]
     if mode == "none":
         return []
     raise SystemExit(f"--proxy-mode: {mode!r} is not implemented yet")
@@ -49,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlay", default="vxlan", choices=["vxlan", "host-gw"])
     ap.add_argument("--pod-cidr")
     ap.add_argument("--proxy-mode", default="iptables")
+    ap.add_argument("--ipvs-scheduler", default="rr", help="IPVS mode's scheduler: rr, lc, sh, ... (ipvsadm(8))")
     ap.add_argument("--node-resolv", default="/etc/resolv.conf",
                     help="the node's resolver configuration (pods with dnsPolicy Default get it)")
     ap.add_argument("--log-level", default="INFO")
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = AgentConfig(lab=args.lab, node=args.node, node_ip=args.node_ip, state_dir=Path(args.state_dir),
                       overlay=args.overlay, pod_cidr=args.pod_cidr, node_resolv=args.node_resolv)
     agent = NodeAgent(store, cfg)
-    agent.plugins.extend(proxy_plugins(args.proxy_mode, cfg))
+    agent.plugins.extend(proxy_plugins(args.proxy_mode, cfg, args.ipvs_scheduler))
     agent.run(stop)
     store.close()
     return 0

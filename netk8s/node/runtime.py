@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import netk8s
+from netk8s.dataplane.procfs import proc_environ, proc_stat
 from netk8s.errors import NetK8sError, ValidationError
 from netk8s.model.naming import PROCESS_TAG_ENV
 from netk8s.node import podexec
@@ -51,27 +52,9 @@ def _check_name(what: str, name: str) -> str:
     return name
 
 
-def proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, session id, starttime) of a pid from /proc/PID/stat, or None if there is no such process.
-
-    The comm field may hold spaces and parentheses, so split after the LAST ')' (proc(5))."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[1].split()
-    # fields[0] is field 3 (state); field 6 is session, field 22 is starttime (clock ticks after boot).
-    return fields[0], int(fields[3]), int(fields[19])
-
-
 def _environ_entries(pid: int) -> list[bytes]:
     """The NAME=VALUE entries of /proc/PID/environ; empty when the process is gone or not ours to read."""
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return []
+    return proc_environ(pid) or []
 
 
 def _has_env(pid: int, entry: bytes) -> bool:

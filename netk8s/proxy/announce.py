@@ -8,7 +8,7 @@ of nodes does not change, and spreads IPs over nodes). Candidates are the Ready 
 does the same, so the client's source IP can be kept).
 
 The Announcer runs in the node agent, in the node's namespace (netns None): it adds `ip/32` to the
-uplink, sends a gratuitous ARP so the switch and the clients learn the new owner at once, and removes
+uplink, sends a gratuitous ARP (netk8s.dataplane.arp) so the switch and the clients learn the new owner at once, and removes
 the LoadBalancer-pool /32s it no longer owns.
 """
 
@@ -17,12 +17,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 
 from netk8s import config
-from netk8s.errors import KernelError
 from netk8s.model import naming
 from netk8s.proxy.model import Endpoint, ServicePort
 
@@ -103,36 +100,14 @@ class Announcer:
         return want
 
     def gratuitous_arp(self, ip: str) -> None:
-        """Tell the underlay that `ip` moved here (best effort: ARP requests find it anyway)."""
+        """Tell the underlay that `ip` moved here (best effort; netk8s.dataplane.arp)."""
         if self.netns is not None:
-            return  # arping runs in our own namespace only
-        arping = shutil.which("arping")
-        if arping is not None:
-            try:
-                subprocess.run([arping, "-U", "-c", "1", "-I", self.uplink, ip], capture_output=True,
-                               timeout=5, check=False)
-                return
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                log.debug("arping %s: %s", ip, exc)
-        try:
-            _scapy_garp(self.uplink, ip)
-        except (ImportError, OSError, KernelError) as exc:
-            log.debug("gratuitous ARP for %s: %s", ip, exc)
+            return  # the ARP goes out of our own namespace only
+        from netk8s.dataplane import arp
+
+        arp.gratuitous_arp(self.uplink, ip)
 
     def release_all(self) -> None:
         """Drop every pool /32 from the uplink (agent shutdown or proxy-mode change)."""
         self.sync({})
 
-
-def _scapy_garp(iface: str, ip: str) -> None:
-    """An unsolicited ARP reply `ip is-at <our mac>` broadcast on `iface` (RFC 5227 announcement)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scapy warns about missing routes/IPv6 at import
-        from scapy.all import ARP, Ether, get_if_hwaddr, sendp  # type: ignore[attr-defined]
-
-    mac = get_if_hwaddr(iface)
-    pkt = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=mac, psrc=ip, hwdst="ff:ff:ff:ff:ff:ff",
-                                                         pdst=ip)
-    sendp(pkt, iface=iface, verbose=False)

@@ -430,3 +430,63 @@ def categorize(
     merged = {e.addr: e for e in cluster}
     merged.update((e.addr, e) for e in local)
     return cluster, local, tuple(merged[a] for a in sorted(merged))
+
+
+NO_ENDPOINTS = "reject"  # a ServicePlan verdict: no usable endpoint anywhere (ICMP port unreachable)
+NO_LOCAL_ENDPOINTS = "drop"  # a ServicePlan verdict: a Local policy and no local endpoint
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """What one service port's rules do, computed once and written by every renderer (the policy preamble
+    of kube-proxy's syncProxyRules per service port; pkg/proxy/iptables and pkg/proxy/nftables share it).
+
+    `cluster`/`local`/`reachable`: categorize(). `internal_local`/`external_local`: internal (ClusterIP)
+    or external (NodePort, externalIP, LoadBalancer) traffic goes to the local-endpoints chain rather than
+    the cluster one. `has_internal`/`has_external`: that traffic has somewhere to go; when not, the
+    `*_verdict` says what happens instead (NO_ENDPOINTS or NO_LOCAL_ENDPOINTS; "" when it has).
+    `uses_external_chain`: external destinations go through an external chain that applies the policy
+    and masquerades (all of it when `masquerade_external`, else only node-local sources).
+    """
+
+    cluster: tuple[Endpoint, ...]
+    local: tuple[Endpoint, ...]
+    reachable: tuple[Endpoint, ...]
+    has_endpoints: bool
+    uses_cluster_chain: bool
+    uses_local_chain: bool
+    internal_local: bool
+    has_internal: bool
+    internal_verdict: str
+    external_local: bool
+    has_external: bool
+    external_verdict: str
+    uses_external_chain: bool
+    masquerade_external: bool
+    affinity: bool
+    needs_local_chain: bool  # a Local policy: the port may use a local-endpoints chain
+    needs_external_chain: bool  # NodePort, externalIP or LoadBalancer: the port may use an external chain
+
+
+def plan_service(sp: ServicePort, eps: Iterable[Endpoint]) -> ServicePlan:
+    """The ServicePlan of one service port and its endpoints (pure)."""
+    eps = tuple(eps)
+    cluster, local, reachable = categorize(sp, eps)
+    has_eps = has_usable_endpoints(eps)
+    has_internal = has_eps and (bool(local) if sp.internal_policy_local else True)
+    has_external = has_eps and (bool(local) if sp.external_policy_local else True)
+
+    def verdict(has: bool) -> str:
+        return "" if has else NO_ENDPOINTS if not has_eps else NO_LOCAL_ENDPOINTS
+
+    return ServicePlan(
+        cluster=cluster, local=local, reachable=reachable, has_endpoints=has_eps,
+        uses_cluster_chain=bool(cluster) and sp.uses_cluster_endpoints,
+        uses_local_chain=bool(local) and sp.uses_local_endpoints,
+        internal_local=sp.internal_policy_local, has_internal=has_internal, internal_verdict=verdict(has_internal),
+        external_local=sp.external_policy_local, has_external=has_external, external_verdict=verdict(has_external),
+        uses_external_chain=has_eps and sp.externally_accessible,
+        masquerade_external=not sp.external_policy_local, affinity=sp.affinity_timeout is not None,
+        needs_local_chain=sp.internal_policy_local or sp.external_policy_local,
+        needs_external_chain=sp.externally_accessible,
+    )

@@ -6,7 +6,9 @@ each mode netk8s has, and touches nothing else:
 - iptables: every KUBE-* chain of the nat and filter tables, with the iptables renderer's cleanup text
   (legacy backend), only when one exists;
 - nftables: the table `ip kube-proxy` (deleted whole);
-- userspace: `netk8s.proxy.userspace.cleanup_rules()` (when that mode is installed).
+- userspace: `netk8s.proxy.userspace.cleanup_rules()` (when that mode is installed);
+- ipvs: every virtual server, the KUBE- nat rules, the ipsets and kube-ipvs0 (netk8s.proxy.backend_ipvs),
+  only when IPVS mode left something.
 Failures are logged, not raised: a node whose leftovers cannot be removed still runs its chosen mode.
 """
 
@@ -15,12 +17,44 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from netk8s.errors import NetK8sError
+from netk8s.model.iptsave import chain_names, table_lines
 
 log = logging.getLogger("netk8s.proxy")
 
-MODES = ("iptables", "nftables", "userspace")
+MODES = ("iptables", "nftables", "userspace", "ipvs")
+
+
+def kernel_proxier(mode: str, node: Any, ipvs_scheduler: str = "rr") -> Any:
+    """The Proxier of `mode` over this namespace's kernel (netk8s.dataplane), as the node agent runs it."""
+    from netk8s.proxy.proxier import Proxier, SyncConfig
+
+    if mode == "ipvs":
+        from netk8s.dataplane import ipvs
+        from netk8s.proxy.backend_ipvs import IpvsBackend
+
+        ipvs.require_support()
+        return Proxier(node, IpvsBackend(ipvs, ipvs_scheduler))
+    if mode == "iptables":
+        from netk8s.dataplane import iptables
+        from netk8s.proxy.backend_iptables import IptablesBackend
+
+        return Proxier(node, IptablesBackend(iptables))
+    if mode == "nftables":
+        from netk8s.dataplane import nftables
+        from netk8s.proxy.backend_nftables import NftablesBackend
+
+        return Proxier(node, NftablesBackend(nftables))
+    if mode == "userspace":
+        from netk8s.dataplane import iptables
+        from netk8s.proxy.userspace import FULL_SYNC_PERIOD, UserspaceBackend
+
+        # upstream's userspace proxier had no canary: its periodic full sync repairs deleted rules
+        return Proxier(node, UserspaceBackend(iptables),
+                       SyncConfig(full_sync_period=FULL_SYNC_PERIOD, canary_period=float("inf")))
+    raise ValueError(f"proxy mode {mode!r}")
 
 
 BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
@@ -36,12 +70,13 @@ def iptables_cleanup_text(saved: dict[str, str], keep: frozenset[str] = frozense
     Empty text when there is nothing to remove."""
     out: list[str] = []
     for table, text in sorted(saved.items()):
-        chains = [line[1:].split()[0] for line in text.splitlines() if line.startswith(":")]
+        lines = table_lines(text, table)
+        chains = chain_names(lines)
         ours = [c for c in chains if c.startswith("KUBE-") and c not in keep]
         if not ours:
             continue
         jumps = []
-        for line in text.splitlines():
+        for line in lines:
             words = line.split()
             if len(words) > 2 and words[0] == "-A" and words[1] in BUILTIN_CHAINS:
                 target = words[words.index("-j") + 1] if "-j" in words[:-1] else None
@@ -81,6 +116,18 @@ def cleanup_nftables() -> bool:
     return True
 
 
+def cleanup_ipvs() -> bool:
+    """kube-proxy --cleanup of IPVS mode: virtual servers, KUBE- nat rules, ipsets, kube-ipvs0; False when
+    IPVS mode left nothing here."""
+    from netk8s.dataplane import ipvs
+    from netk8s.proxy.backend_ipvs import IpvsBackend
+
+    if not ipvs.has_leftovers():
+        return False
+    IpvsBackend(ipvs).cleanup()
+    return True
+
+
 def cleanup_userspace() -> bool:
     """The userspace mode's own cleanup; False when that mode is not installed."""
     try:
@@ -98,6 +145,7 @@ CLEANUPS: dict[str, Callable[[], bool]] = {
     "iptables": cleanup_iptables,
     "nftables": cleanup_nftables,
     "userspace": cleanup_userspace,
+    "ipvs": cleanup_ipvs,
 }
 
 

@@ -15,14 +15,16 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from netk8s.model import naming
 from netk8s.proxy.model import ProxyState, ServicePort
 
 # userspace mode: its redirect chains are the entry chains (netk8s.proxy.userspace_rules)
-ENTRY_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST",
-                "KUBE-NODEPORT-CONTAINER", "KUBE-NODEPORT-HOST")
+ENTRY_CHAINS = (naming.KUBE_SERVICES, naming.KUBE_NODEPORTS, naming.KUBE_PORTALS_CONTAINER,
+                naming.KUBE_PORTALS_HOST, naming.KUBE_NODEPORT_CONTAINER, naming.KUBE_NODEPORT_HOST)
 # filter chains holding a port's REJECT (no endpoints) / DROP (no local endpoints) / health check rules
-FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-PORTALS-REJECT")
-FOLLOW_PREFIXES = ("KUBE-SVC-", "KUBE-EXT-", "KUBE-SVL-", "KUBE-SEP-", "KUBE-FW-", "KUBE-XLB-")
+FILTER_CHAINS = (naming.KUBE_SERVICES, naming.KUBE_EXTERNAL_SERVICES, naming.KUBE_NODEPORTS, naming.KUBE_PORTALS_REJECT)
+FOLLOW_PREFIXES = (naming.SVC_PREFIX, naming.EXT_PREFIX, naming.SVL_PREFIX, naming.SEP_PREFIX, naming.FW_PREFIX,
+                   naming.XLB_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def _matches_port(rule: Rule, sp: ServicePort) -> bool:
         return True
     if rule.proto is not None and rule.proto.lower() != sp.protocol.lower():
         return False
-    if rule.chain == "KUBE-NODEPORTS":
+    if rule.chain == naming.KUBE_NODEPORTS:
         return sp.node_port is not None and rule.dport == str(sp.node_port)
     ips = {ip for ip in (sp.cluster_ip, *sp.external_ips, *sp.load_balancer_ips) if ip}
     dst = (rule.dst or "").removesuffix("/32")
@@ -107,7 +109,7 @@ def _spread(rules: dict[str, list[Rule]], chains: list[str]) -> list[tuple[str, 
     """(endpoint ip:port, SEP chain, packets its DNAT rule took) for each endpoint chain."""
     out = []
     for chain in chains:
-        if not chain.startswith("KUBE-SEP-"):
+        if not chain.startswith(naming.SEP_PREFIX):
             continue
         dnat = [r for r in rules[chain] if r.target == "DNAT"]
         addr = next((r.to_destination for r in dnat if r.to_destination), "?")

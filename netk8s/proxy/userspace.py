@@ -14,10 +14,10 @@ The design of kube-proxy's original proxy (pkg/proxy/userspace, Kubernetes <= 1.
   client address and portal ("session"), replies sent back from the portal socket; sessions end after
   UDP_SESSION_TIMEOUT idle seconds. Removing an endpoint closes the connections and sessions to it;
   those to endpoints that stay are untouched.
-* UserspaceProxier, the AgentPlugin: builds the proxy state from the informer, opens/closes portals,
-  hands each its endpoints, renders the redirect rules (pure, netk8s.proxy.userspace_rules) and applies
-  them with ONE iptables-restore per sync, then health check servers and LoadBalancer IP announcement
-  exactly as in iptables mode (the same HealthCheckServer and Announcer).
+* UserspaceBackend, this mode's Backend for the one syncer (netk8s.proxy.proxier.Proxier, which tracks
+  changes, backs off, probes and runs health checks and LoadBalancer announcement as in every mode):
+  opens/closes portals, hands each its endpoints, renders the redirect rules (pure,
+  netk8s.proxy.userspace_rules) and applies them with ONE iptables-restore per sync.
 
 What this mode cannot do, as upstream: the endpoint sees the node's address, never the client's (the
 proxy opens a new connection), so externalTrafficPolicy Local only selects local endpoints; and the
@@ -33,20 +33,17 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netk8s.errors import NetK8sError
+from netk8s.model.iptsave import parse_save
 from netk8s.proxy import userspace_rules as rules
-from netk8s.proxy.announce import Announcer
-from netk8s.proxy.healthcheck import HealthCheckServer
-from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, build_state
-from netk8s.proxy.proxier import NodeServiceDuties, run_conntrack_ops
+from netk8s.proxy.backend_iptables import IptablesKernel
+from netk8s.proxy.model import Endpoint, NodeContext, ProxyState
 
 log = logging.getLogger("netk8s.proxy.userspace")
 
-RULE_KINDS = frozenset({"Service", "EndpointSlice"})
 CONNECT_TIMEOUT = 3.0  # per endpoint; upstream tried endpoints with 0.25, 0.5, 1, 2 s timeouts
 CHUNK = 64 * 1024  # bytes read at a time
 STREAM_LIMIT = 64 * 1024  # StreamReader buffer limit (reading pauses above twice this)
@@ -57,9 +54,7 @@ UDP_SESSION_TIMEOUT = 30.0
 UDP_SWEEP_PERIOD = 1.0
 MAX_DATAGRAM = 65535
 AFFINITY_PURGE_SIZE = 1024
-FULL_SYNC_PERIOD = 30.0
-BACKOFF_START = 0.2
-BACKOFF_MAX = 5.0
+FULL_SYNC_PERIOD = 30.0  # this mode's SyncConfig.full_sync_period
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -484,123 +479,51 @@ class ProxyServer:
 # The node agent's plugin
 
 
-def _default_restore(text: str) -> None:
-    from netk8s.dataplane import iptables
-
-    iptables.restore(text)
-
-
-def _default_save() -> dict:
-    from netk8s.dataplane import iptables
-
-    return iptables.parse_save(iptables.save())
-
-
-def _default_conntrack() -> Any:
-    from netk8s.dataplane import conntrack
-
-    return conntrack
-
-
 def cleanup_rules() -> None:
     """Remove this mode's chains and the jumps to them from the current namespace (idempotent; used when
     the node changes proxy mode, like `kube-proxy --cleanup`). Other rules are left alone."""
     from netk8s.dataplane import iptables
 
-    text = rules.cleanup_text(iptables.parse_save(iptables.save()))
-    if text:
-        iptables.restore(text)
+    UserspaceBackend(iptables).remove_rules()
 
 
-def _changed_keys(old: ProxyState, new: ProxyState) -> set[str]:
-    keys = set(old.services) | set(new.services)
-    return {k for k in keys if old.services.get(k) != new.services.get(k)
-            or set(old.endpoints_of(k)) != set(new.endpoints_of(k))}
+class UserspaceBackend:
+    """The userspace mode's Backend (see the module docstring), driven by netk8s.proxy.proxier.Proxier.
 
+    Renders open the portals first and hand each its endpoints (so a new redirect finds its socket
+    ready); then ONE restore, skipped on partial syncs when the chains would hold the same rules
+    (endpoint changes usually only reach the proxy's endpoint lists); after it, the portals no rule
+    points at any more close. A full sync re-reads the kernel's jumps, so rules a dead agent left are
+    replaced. `kernel`: netk8s.dataplane.iptables, or netk8s.proxy.testing.fake_iptables.FakeRestore."""
 
-class UserspaceProxier(NodeServiceDuties):
-    """The proxy role of a node agent, userspace mode (an AgentPlugin; see the module docstring).
+    mode = "userspace"
 
-    Syncs are like the iptables proxier's: a full one first, after any failed restore and every
-    `full_sync_period` s (it re-reads the kernel's jumps, so rules a dead agent left are replaced); else
-    partial: only changed service ports are rendered again, and the restore is skipped when the chains
-    would hold the same rules (endpoint changes usually only reach the proxy's endpoint lists)."""
-
-    def __init__(
-        self,
-        node: NodeContext,
-        *,
-        server: ProxyServer | None = None,
-        restore_fn: Callable[[str], None] = _default_restore,
-        save_fn: Callable[[], Mapping[str, Any]] = _default_save,
-        conntrack: Any = None,
-        healthcheck: HealthCheckServer | None = None,
-        announcer: Announcer | None = None,
-        build: Callable[[list[dict], list[dict], str], ProxyState] = build_state,
-        full_sync_period: float = FULL_SYNC_PERIOD,
-    ) -> None:
-        self.node = node
-        self.server = server if server is not None else ProxyServer()
-        self.restore_fn = restore_fn
-        self.save_fn = save_fn
-        self._conntrack = conntrack
-        self.healthcheck = healthcheck if healthcheck is not None else HealthCheckServer()
-        self.announcer = announcer if announcer is not None else Announcer(node.node_name)
-        self.build = build
-        self.full_sync_period = full_sync_period
-
-        self.state: ProxyState | None = None
-        self.changed: set[str] = set()  # service port keys changed since the last successful sync
+    def __init__(self, kernel: IptablesKernel, server: ProxyServer | None = None) -> None:
+        self.kernel = kernel
+        self._server = server
         self.ports: dict[str, int] = {}  # portal name -> port of its open socket
         self.protocols: dict[str, str] = {}
         self.pushed: dict[str, tuple[Any, ...]] = {}  # what each portal was given
-        self.rendered: rules.Rendered | None = None
-        self.need_full = True
-        self.failures = 0
-        self.retry_at = 0.0
-        self.last_full = float("-inf")
-        self.seen_revision = 0
-        self.synced_revision = 0
-        self.sync_count = 0
+        self.wanted: dict[str, tuple[str, str, str]] = {}  # the last render's portals
+        self.applied_body: str | None = None  # the chains' rules the kernel holds
+        self.state = ProxyState()  # the last rendered state (for the stale UDP flows)
         self.restores = 0
-        self.ready_nodes: list[str] = []
-        self.lb_map: dict[str, str | None] | None = None
-        self.announce_failed_at: float | None = None
 
     @property
-    def conntrack(self) -> Any:
-        if self._conntrack is None:
-            self._conntrack = _default_conntrack()
-        return self._conntrack
+    def server(self) -> ProxyServer:
+        if self._server is None:
+            self._server = ProxyServer()
+        return self._server
 
-    # ----- the plugin entry point --------------------------------------------------------------
-    def sync(self, informer: Any, events: list, now: float) -> None:
-        from netk8s.proxy.proxier import ready_nodes
+    def saved(self) -> dict[str, Any]:
+        """parse_save() output of the nat and filter tables."""
+        return {t: parse_save(self.kernel.save(t)).get(t, {}) for t in rules.CHAINS}
 
-        kinds = {getattr(e, "object", {}).get("kind") for e in events}
-        if self.state is None or kinds & RULE_KINDS:
-            new = self.build(informer.list("Service"), informer.list("EndpointSlice"), self.node.node_name)
-            self.changed |= _changed_keys(self.state or ProxyState(), new)
-            self.state, self.seen_revision = new, informer.revision
-        if "Node" in kinds or not self.ready_nodes:
-            self.ready_nodes = ready_nodes(informer.list("Node"))
-        full = self.need_full or now - self.last_full >= self.full_sync_period
-        if not full and not self.changed:
-            self.synced_revision = max(self.synced_revision, informer.revision)
-            if self.state is not None:
-                self.announce(self.state, now)
-            return
-        if now < self.retry_at:
-            return
-        self.sync_proxy(now, full)
-
-    def sync_proxy(self, now: float, full: bool) -> bool:
-        """Portals and their endpoints first (so a new redirect finds its socket ready), then ONE restore,
-        then close the portals no rule points at any more. True when the rules were applied."""
-        assert self.state is not None
-        state = self.state
-        changed = set(self.changed)
-        wanted = rules.wanted_portals(state)
+    # ----- rendering: portals first -------------------------------------------------------------
+    def sync_portals(self, state: ProxyState) -> set[str]:
+        """Open the portals `state` needs and hand each its endpoints; the keys whose portals opened."""
+        opened: set[str] = set()
+        self.wanted = wanted = rules.wanted_portals(state)
         for name, (key, _kind, proto) in sorted(wanted.items()):
             if self.protocols.get(name) == proto:
                 continue
@@ -609,7 +532,7 @@ class UserspaceProxier(NodeServiceDuties):
                 self.ports[name] = self.server.open_portal(name, proto, sp.affinity_timeout)
                 self.protocols[name] = proto
                 self.pushed.pop(name, None)
-                changed.add(key)
+                opened.add(key)
             except OSError as exc:
                 log.error("portal %s: cannot open a %s socket: %s (its traffic is not captured)", name, proto, exc)
         for name, (key, kind, _proto) in sorted(wanted.items()):
@@ -622,40 +545,52 @@ class UserspaceProxier(NodeServiceDuties):
             if self.pushed.get(name) != want:
                 self.server.set_endpoints(name, eps, sp.affinity_timeout, present)
                 self.pushed[name] = want
-        ports = {n: p for n, p in self.ports.items() if n in wanted}
-        previous = self.rendered
-        try:
-            if full or previous is None:
-                existing = rules.jumps_to_ours(self.save_fn())
-                rendered = rules.render(state, self.node, ports, full=True, existing_jumps=existing)
-                self.restore_fn(rendered.text)
-                self.restores += 1
-            else:
-                rendered = rules.render(state, self.node, ports, full=False, changed=changed, previous=previous)
-                if rendered.body != previous.body:
-                    self.restore_fn(rendered.text)
-                    self.restores += 1
-        except NetK8sError as exc:
-            self.failures += 1
-            self.need_full = True
-            delay = min(BACKOFF_START * 2 ** (self.failures - 1), BACKOFF_MAX)
-            self.retry_at = now + delay
-            log.error("%s sync failed (attempt %d, retry in %.1fs): %s", "full" if full else "partial",
-                      self.failures, delay, exc)
-            return False
-        self.rendered = rendered
-        self.changed.clear()
-        self.need_full, self.failures, self.retry_at = False, 0, 0.0
-        if full:
-            self.last_full = now
-        self.synced_revision = self.seen_revision
-        self.sync_count += 1
-        for name in sorted(set(self.ports) - set(wanted)):
+        self.state = state
+        return opened
+
+    def _ports(self) -> dict[str, int]:
+        return {n: p for n, p in self.ports.items() if n in self.wanted}
+
+    def render_full(self, state: ProxyState, node: NodeContext, existing: set[str]) -> rules.Rendered:
+        """Every redirect; the jumps to this mode's chains the kernel holds now are replaced."""
+        self.sync_portals(state)
+        jumps = rules.jumps_to_ours(self.saved())
+        return rules.render(state, node, self._ports(), full=True, existing_jumps=jumps)
+
+    def render_partial(self, state: ProxyState, node: NodeContext, changed: set[str],
+                       previous: rules.Rendered) -> rules.Rendered:
+        opened = self.sync_portals(state)
+        return rules.render(state, node, self._ports(), full=False, changed=changed | opened, previous=previous)
+
+    def ensure_jumps(self) -> None:
+        """Nothing apart: a full render's text holds the built-in chains' jumps (upstream's iptablesInit)."""
+
+    def apply(self, rendered: rules.Rendered) -> None:
+        if not rendered.full and rendered.body == self.applied_body:
+            return  # the chains would hold the same rules
+        self.kernel.restore(rendered.text)
+        self.restores += 1
+
+    def probe(self, rendered: rules.Rendered, index: int) -> list[str]:
+        """The entry chains (this mode has no per-service chains to round-robin over)."""
+        return [f"{t}/{c}" for t, chains in rules.CHAINS.items() for c in chains[:1]
+                if not self.kernel.chain_exists(t, c)]
+
+    def read_back(self) -> set[str]:
+        return {c for t, chains in rules.CHAINS.items() for c in self.kernel.list_chains(t) if c in chains}
+
+    def existing(self, rendered: rules.Rendered | None, unknown: bool) -> set[str]:
+        """The chains are fixed and always written whole: what exists matters only for the jumps, which
+        render_full reads itself."""
+        return self.read_back() if unknown else set()
+
+    def after_apply(self, previous: rules.Rendered | None, rendered: rules.Rendered, now: float) -> None:
+        self.applied_body = rendered.body
+        for name in sorted(set(self.ports) - set(self.wanted)):
             self.close_portal(name)
-        self.clear_stale_udp(previous, rendered)
-        self.update_health_checks(state)
-        self.announce(state, now, force=full)
-        return True
+
+    def housekeeping(self, rendered: rules.Rendered | None, now: float) -> None:
+        """Nothing is deferred: idle UDP sessions are swept by the proxy server's own loop."""
 
     def close_portal(self, name: str) -> None:
         self.ports.pop(name, None)
@@ -666,15 +601,14 @@ class UserspaceProxier(NodeServiceDuties):
         except OSError as exc:
             log.warning("closing portal %s: %s", name, exc)
 
-    # ----- after a successful apply --------------------------------------------------------------
-    def clear_stale_udp(self, previous: rules.Rendered | None, rendered: rules.Rendered) -> list[tuple]:
+    def stale_udp(self, old: ProxyState, new: ProxyState, keys: Iterable[str], previous: rules.Rendered | None,
+                  rendered: rules.Rendered) -> list[tuple]:
         """A UDP flow's conntrack entry pins the redirect it got first: when a UDP port's rules changed (new
         proxy port after a restart, endpoints appeared), forget those flows so the next datagram takes the
-        new rules (kube-proxy deletes stale UDP entries for the same reason). Returns what was deleted."""
-        assert self.state is not None
+        new rules (kube-proxy deletes stale UDP entries for the same reason)."""
         done: list[tuple] = []
         for key, lines in sorted(rendered.services.items()):
-            sp = self.state.services[key]
+            sp = new.services[key]
             if sp.protocol != "UDP" or (previous is not None and previous.services.get(key) == lines):
                 continue
             for vip in (sp.cluster_ip, *sp.external_ips, *sp.load_balancer_ips):
@@ -682,20 +616,23 @@ class UserspaceProxier(NodeServiceDuties):
                     done.append(("service", vip, sp.port))
             if sp.node_port:
                 done.append(("port", sp.node_port))
-        run_conntrack_ops(self.conntrack, done)
         return done
 
     # ----- mode change / shutdown ----------------------------------------------------------------
+    def remove_rules(self) -> None:
+        text = rules.cleanup_text(self.saved())
+        if text:
+            self.kernel.restore(text)
+        self.applied_body = None
+
     def cleanup(self) -> None:
         """Remove this mode's rules (switching proxy mode) and close every portal."""
-        self.restore_fn(rules.cleanup_text(self.save_fn()) or "")
+        self.remove_rules()
         for name in list(self.ports):
             self.close_portal(name)
-        self.rendered = None
-        self.need_full = True
 
     def close(self) -> None:
         """Stop the listeners and close every proxied connection (they live in this process, as upstream's
         did); the rules stay until the next agent's first full sync replaces them."""
-        self.server.close()
-        self.healthcheck.close()
+        if self._server is not None:
+            self._server.close()

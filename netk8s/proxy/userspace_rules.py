@@ -17,7 +17,7 @@ Where netk8s departs from upstream, and why:
   portals: `cluster` (every usable endpoint) and `local` (this node's). Internal traffic uses the
   internalTrafficPolicy's set; external traffic from outside the node the externalTrafficPolicy's; pod
   and node traffic to external destinations always the cluster set (iptables mode's short-circuit, see
-  netk8s.proxy.iptables). A port whose set is empty here is DROPped (no local endpoints) or REJECTed
+  netk8s.proxy.render_iptables). A port whose set is empty here is DROPped (no local endpoints) or REJECTed
   (no endpoints at all).
 - Built-in chains are not flushed: a full sync deletes exactly the jumps to this mode's chains that
   iptables-save shows (`existing_jumps`) and appends fresh ones, so a rerun never duplicates a jump and
@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from netk8s.model import naming
 from netk8s.proxy.model import (
     Endpoint,
     NodeContext,
@@ -38,11 +39,11 @@ from netk8s.proxy.model import (
     has_usable_endpoints,
 )
 
-PORTALS_CONTAINER = "KUBE-PORTALS-CONTAINER"
-PORTALS_HOST = "KUBE-PORTALS-HOST"
-NODEPORT_CONTAINER = "KUBE-NODEPORT-CONTAINER"
-NODEPORT_HOST = "KUBE-NODEPORT-HOST"
-PORTALS_REJECT = "KUBE-PORTALS-REJECT"
+PORTALS_CONTAINER = naming.KUBE_PORTALS_CONTAINER
+PORTALS_HOST = naming.KUBE_PORTALS_HOST
+NODEPORT_CONTAINER = naming.KUBE_NODEPORT_CONTAINER
+NODEPORT_HOST = naming.KUBE_NODEPORT_HOST
+PORTALS_REJECT = naming.KUBE_PORTALS_REJECT
 
 NAT_CHAINS = (PORTALS_CONTAINER, PORTALS_HOST, NODEPORT_CONTAINER, NODEPORT_HOST)
 FILTER_CHAINS = (PORTALS_REJECT,)
@@ -136,6 +137,10 @@ class Rendered:
     full: bool
     services: dict[str, ServiceRules] = field(default_factory=dict)
     body: str = ""  # the text without built-in jumps: equal bodies mean the chains hold the same rules
+
+    def release(self) -> None:
+        """Drop the text once applied: a partial render reuses `services`, the applier compares `body`."""
+        self.text = ""
 
 
 def render_service(sp: ServicePort, eps: Iterable[Endpoint], ports: Mapping[str, int],

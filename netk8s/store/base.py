@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import copy
-import datetime
 import json
 import secrets
 import uuid
@@ -19,6 +18,7 @@ from typing import Literal, Protocol
 
 from netk8s.errors import AlreadyExists, Conflict, Expired, NotFound, ValidationError
 from netk8s.model.kinds import kind_info, object_key
+from netk8s.model.status import rfc3339
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 OpType = Literal["create", "update", "put", "delete"]
@@ -157,8 +157,7 @@ def clone(obj: dict) -> dict:
 
 def utc_timestamp(seconds: float) -> str:
     """RFC 3339 UTC with seconds precision and a 'Z', like the API server's creationTimestamp."""
-    return datetime.datetime.fromtimestamp(int(seconds), tz=datetime.timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(int(seconds))
 
 
 def _ref(obj: dict) -> str:

@@ -96,8 +96,8 @@ def run_bench(quick: bool, log: Any) -> Section:
     sec = Section("rules", "1. Rule programming at scale", method=(
         f"In a fresh network namespace of its own (`nk8sb-...`, no lab), a fresh Python process per size and "
         f"repetition builds N synthetic Services x {ENDPOINTS} endpoints (one in ten a NodePort) as Service + "
-        "EndpointSlice dicts and feeds them through the real proxier class (`IptablesProxier` with "
-        "netk8s.dataplane.iptables restore; `NftablesProxier` when present) by calling `sync()` as the agent "
+        "EndpointSlice dicts and feeds them through the real syncer (`Proxier` with the iptables backend over "
+        "netk8s.dataplane.iptables; with the nftables backend over netk8s.dataplane.nftables) by calling `sync()` as the agent "
         "does. **Full sync** = the wall time of that first `sync()`: build_state + change tracking + render + "
         "ONE `iptables-legacy-restore --noflush` (or `nft -f`), i.e. store objects -> rules in the kernel. "
         "**One-endpoint change** = one EndpointSlice gets a new address, then `sync()` (a partial sync); "

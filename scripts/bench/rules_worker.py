@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import cProfile
-import inspect
 import io
 import json
 import pstats
@@ -82,37 +81,41 @@ class Recorder:
             self.texts.append(text)
 
 
+class Timed:
+    """A dataplane module with some of its functions replaced (the timed, recorded applier)."""
+
+    def __init__(self, module: Any, **replaced: Any) -> None:
+        self.module, self.replaced = module, replaced
+
+    def __getattr__(self, name: str) -> Any:
+        return self.replaced[name] if name in self.replaced else getattr(self.module, name)
+
+
 def make_proxier(mode: str) -> tuple[Any, Timer | None, Timer | None, Recorder]:
     """(proxier, apply timer, state timer, recorder) for the mode; ImportError when the mode is not in this
     build. The state timer wraps the proxier's refresh_state: build_state over every object on the first
     sync, the incremental update from the events after that."""
     from netk8s.proxy.model import NodeContext
+    from netk8s.proxy.proxier import Proxier, SyncConfig
 
     node = NodeContext("node1", NODE_IPS)
+    config = SyncConfig(canary_period=1e9)
     if mode == "iptables":
         from netk8s.dataplane import iptables
-        from netk8s.proxy.proxier import IptablesProxier
+        from netk8s.proxy.backend_iptables import IptablesBackend
 
         rec = Recorder(iptables.restore)
         apply_t = Timer(rec)
-        p = IptablesProxier(node, restore_fn=apply_t, healthcheck=Null(), announcer=Null(),  # type: ignore[arg-type]
-                            canary_period=1e9, ensure_rules_fn=iptables.ensure_rules, save_fn=iptables.save)
+        p = Proxier(node, IptablesBackend(Timed(iptables, restore=apply_t)), config,  # type: ignore[arg-type]
+                    healthcheck=Null(), announcer=Null())  # type: ignore[arg-type]
     elif mode == "nftables":
-        try:
-            from netk8s.proxy.proxier import NftablesProxier  # type: ignore[attr-defined]
-        except ImportError:
-            from netk8s.proxy.nftables import NftablesProxier  # type: ignore[attr-defined,no-redef]
-        from netk8s.dataplane import nftables as dp_nft  # type: ignore[attr-defined]
+        from netk8s.dataplane import nftables
+        from netk8s.proxy.backend_nftables import NftablesBackend
 
-        rec = Recorder(dp_nft.apply)
+        rec = Recorder(nftables.apply)
         apply_t = Timer(rec)
-        kw: dict[str, Any] = {"restore_fn": apply_t}
-        params = inspect.signature(NftablesProxier).parameters
-        has_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        for name, value in (("healthcheck", Null()), ("announcer", Null()), ("canary_period", 1e9)):
-            if name in params or has_kwargs:
-                kw[name] = value
-        p = NftablesProxier(node, **kw)
+        p = Proxier(node, NftablesBackend(Timed(nftables, apply=apply_t)), config,  # type: ignore[arg-type]
+                    healthcheck=Null(), announcer=Null())  # type: ignore[arg-type]
     else:
         raise ImportError(f"proxy mode {mode!r}")
     build_t = Timer(p.refresh_state)

@@ -20,14 +20,15 @@ pytestmark = pytest.mark.root
 NS = f"{naming.NETNS_PREFIX}t{os.getpid()}-nft"
 REPO = Path(__file__).resolve().parents[2]
 
-# Runs in NS: an NftablesProxier with the real `nft -f` behind a recorder, fed 1,000 Services x 5 endpoints
+# Runs in NS: the Proxier with the nftables backend over the real `nft -f` behind a recorder, fed 1,000 Services x 5 endpoints
 # from a static informer; after a full sync, one endpoint of s417 goes away and the proxier syncs again.
 # Prints what was sent to nft at each step.
 DRIVER = r"""
 import json, sys
 from netk8s.dataplane import nftables
 from netk8s.proxy.model import NodeContext
-from netk8s.proxy.proxier import NftablesProxier
+from netk8s.proxy.backend_nftables import NftablesBackend
+from netk8s.proxy.proxier import Proxier
 from netk8s.store.base import Event
 
 N = 1000
@@ -60,12 +61,15 @@ class Null:
     def sync(self, lb_map): return set()
 
 sent = []
-def apply(text):
-    sent.append(text)
-    nftables.apply(text)
+class Recording:
+    def apply(self, text):
+        sent.append(text)
+        nftables.apply(text)
+    chain_exists = staticmethod(nftables.chain_exists)
+    list_names = staticmethod(nftables.list_names)
 
-p = NftablesProxier(NodeContext("node1", ("192.168.56.11",)), restore_fn=apply, healthcheck=Null(),
-                    announcer=Null())
+p = Proxier(NodeContext("node1", ("192.168.56.11",)), NftablesBackend(Recording()), healthcheck=Null(),
+            announcer=Null())
 out = {}
 p.sync(Informer(), [], 0.0)
 out["full"] = {"ok": p.last_sync_stats.ok, "error": p.last_sync_stats.error, "transactions": len(sent),

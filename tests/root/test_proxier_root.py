@@ -33,12 +33,14 @@ SLICES = [{
     "endpoints": [{"addresses": [ip], "nodeName": "node1", "conditions": {"ready": True}} for ip in ENDPOINTS],
 }]
 
-# The child runs in NS: an IptablesProxier with the real restore/canary/renderer, fed from a static informer,
+# The child runs in NS: the Proxier with the iptables backend over the real kernel, fed from a static informer,
 # driven by "sync T" lines on stdin; it answers each with the sync stats as JSON.
 DRIVER = r"""
 import json, sys
 from netk8s.proxy.model import NodeContext
-from netk8s.proxy.proxier import IptablesProxier
+from netk8s.dataplane import iptables
+from netk8s.proxy.backend_iptables import IptablesBackend
+from netk8s.proxy.proxier import Proxier, SyncConfig
 
 objs = json.loads(sys.argv[1])
 
@@ -52,8 +54,8 @@ class Null:
     def close(self): pass
     def sync(self, lb_map): return set()
 
-p = IptablesProxier(NodeContext("node1", ("192.168.56.11",)), healthcheck=Null(), announcer=Null(),
-                    canary_period=1.0)
+p = Proxier(NodeContext("node1", ("192.168.56.11",)), IptablesBackend(iptables), SyncConfig(canary_period=1.0),
+            healthcheck=Null(), announcer=Null())
 for line in sys.stdin:
     cmd, t = line.split()
     p.sync(Informer(), [], float(t))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netk8s.proxy import iptables as renderer
+from netk8s.proxy import render_iptables as renderer
 from netk8s.proxy.model import NodeContext, build_state
 from scripts.bench import report, synth
 from scripts.bench.dns import parse_dnsperf

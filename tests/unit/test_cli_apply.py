@@ -53,7 +53,7 @@ def test_at_least_thirty_invalid_manifests() -> None:
 
 @pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
 def test_invalid_manifest_refused_and_store_unchanged(lab_env: Path, path: Path) -> None:
-    expects = [m.group(1).strip() for m in re.finditer(r"^# expect: (.*)$", path.read_text(), re.M)]
+    expects = [m.group(1).strip() for m in re.finditer(r"^# expect: (.*)$", path.read_text(), re.MULTILINE)]
     before = store_digest(lab_env)
     result = CliRunner().invoke(cli, ["apply", "-f", str(path)])
     assert result.exit_code == 1, result.output

@@ -3,15 +3,14 @@ acceptance of full and partial renders, partial-sync scope, cleanup text, speed.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from netk8s.errors import KernelError
-from netk8s.proxy.iptables import (
+from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, ServicePort, build_state
+from netk8s.proxy.render_iptables import (
     BUILTIN_JUMPS,
     chains_for_cleanup,
     jumps_text,
@@ -21,10 +20,10 @@ from netk8s.proxy.iptables import (
     sep_chain,
     svc_chain,
 )
-from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, ServicePort, build_state
-from netk8s.proxy.trace import FakeRestore
+from netk8s.proxy.testing.fake_iptables import FakeRestore
+from tests.unit.golden import GOLDEN_ROOT, check_golden
 
-GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "iptables"
+GOLDEN_DIR = GOLDEN_ROOT / "iptables"
 NODE = NodeContext(node_name="node1", node_ips=("192.168.56.11",))
 
 
@@ -141,12 +140,7 @@ def state_of(name: str, node: NodeContext = NODE) -> ProxyState:
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_golden(name: str) -> None:
     text = render_full(state_of(name), NODE).text
-    path = GOLDEN_DIR / f"{name}.txt"
-    if os.environ.get("NETK8S_REGEN_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path}; run with NETK8S_REGEN_GOLDEN=1 and review it"
-    assert text == path.read_text(), f"render of {name} differs from {path} (NETK8S_REGEN_GOLDEN=1 to update)"
+    check_golden(GOLDEN_DIR / f"{name}.txt", text)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -500,10 +494,13 @@ def test_render_10000_services_large_cluster_mode() -> None:
     assert "-> 10.244." not in r.text
 
 
-def test_fast_chain_hash_matches_kube_chain_hash() -> None:
+def test_kube_chain_hash_is_base32_of_sha256() -> None:
+    import base64
+    import hashlib
+
     from netk8s.model.naming import kube_chain_hash
-    from netk8s.proxy.iptables import fast_chain_hash
 
     for text in ("", "default/web:httptcp", "default/web:httptcp10.244.1.5:8080", "x" * 500, "ü"):
         for prefix in ("KUBE-SVC-", "KUBE-SEP-"):
-            assert fast_chain_hash(prefix, text) == kube_chain_hash(prefix, text)
+            want = prefix + base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+            assert kube_chain_hash(prefix, text) == want

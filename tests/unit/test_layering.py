@@ -23,8 +23,9 @@ PACKAGE = SRC / "netk8s"
 PURE_MODULES = [
     *sorted(f"netk8s.model.{p.stem}" for p in (PACKAGE / "model").glob("*.py") if p.stem != "__init__"),
     "netk8s.proxy.model",
-    "netk8s.proxy.iptables",
-    "netk8s.proxy.nftables",
+    "netk8s.proxy.render_iptables",
+    "netk8s.proxy.render_ipvs",
+    "netk8s.proxy.render_nftables",
     "netk8s.proxy.userspace_rules",
     "netk8s.dns.records",
     "netk8s.controller.reconcile",

@@ -4,17 +4,16 @@ nftables mode, mode cleanup."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from netk8s.errors import KernelError
 from netk8s.proxy import modes
-from netk8s.proxy import nftables as nft
+from netk8s.proxy import render_nftables as nft
+from netk8s.proxy.backend_nftables import NftablesBackend
 from netk8s.proxy.model import NodeContext, ProxyState, build_state
-from netk8s.proxy.nfttrace import FakeNft, trace
-from netk8s.proxy.proxier import NftablesProxier
+from netk8s.proxy.proxier import Proxier
+from netk8s.proxy.testing.fake_nft import FakeNft, trace
+from tests.unit.golden import GOLDEN_ROOT, check_golden
 from tests.unit.test_iptables_render import (
     HTTP,
     HTTP_EP,
@@ -28,7 +27,7 @@ from tests.unit.test_iptables_render import (
 )
 from tests.unit.test_proxier import FakeInformer, FakeKernel
 
-GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "nftables"
+GOLDEN_DIR = GOLDEN_ROOT / "nftables"
 NODE_IP = "192.168.56.11"
 LOCAL = {NODE_IP}
 POD = "10.244.2.33"  # a pod on another node
@@ -57,12 +56,7 @@ def table_for(name: str, node: NodeContext = NODE) -> FakeNft:
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_golden(name: str) -> None:
     text = golden_text(nft.render_full(state_of(name), NODE))
-    path = GOLDEN_DIR / f"{name}.nft"
-    if os.environ.get("NETK8S_REGEN_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path}; run with NETK8S_REGEN_GOLDEN=1 and review it"
-    assert text == path.read_text(), f"render of {name} differs from {path} (NETK8S_REGEN_GOLDEN=1 to update)"
+    check_golden(GOLDEN_DIR / f"{name}.nft", text)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -358,14 +352,26 @@ def test_cleanup_text_deletes_the_table_even_when_absent() -> None:
 # The proxier in nftables mode (the shared syncer with nft transactions)
 
 
-def nft_proxier(fake: FakeNft, sent: list[str], kernel: FakeKernel) -> NftablesProxier:
-    def apply_fn(text: str) -> None:
-        sent.append(text)
-        fake.apply(text)
+class SendingNft:
+    """The NftKernel a test proxier drives: a FakeNft, keeping every transaction sent to it."""
 
-    return NftablesProxier(NODE, restore_fn=apply_fn, check_fn=lambda t, c: c in fake.chains(),
-                           conntrack=kernel, healthcheck=kernel, announcer=kernel,  # type: ignore[arg-type]
-                           list_chains_fn=lambda table: fake.chains() | fake.sets())
+    def __init__(self, fake: FakeNft, sent: list[str]) -> None:
+        self.fake, self.sent = fake, sent
+
+    def apply(self, text: str) -> None:
+        self.sent.append(text)
+        self.fake.apply(text)
+
+    def chain_exists(self, table: str, chain: str) -> bool:
+        return self.fake.chain_exists(table, chain)
+
+    def list_names(self, table: str) -> set[str]:
+        return self.fake.list_names(table)
+
+
+def nft_proxier(fake: FakeNft, sent: list[str], kernel: FakeKernel) -> Proxier:
+    return Proxier(NODE, NftablesBackend(SendingNft(fake, sent)), conntrack=kernel,  # type: ignore[arg-type]
+                   healthcheck=kernel, announcer=kernel)  # type: ignore[arg-type]
 
 
 def test_proxier_one_endpoint_change_among_1000_services_sends_one_small_transaction() -> None:
@@ -536,9 +542,14 @@ def test_partial_render_does_not_render_unchanged_service_ports(monkeypatch: pyt
     assert rendered == ["default/s7:http"]
 
 
-def test_fast_nft_name_matches_kube_nft_name() -> None:
+def test_kube_nft_name_is_hash_and_truncate() -> None:
+    import base64
+    import hashlib
+
     from netk8s.model.naming import kube_nft_name
 
     for base in ("ns1/svc1/tcp/p80", "default/s1/tcp/http__10.244.1.5/8080", "x" * 300, "ü/ß"):
         for prefix in ("service-", "endpoint-"):
-            assert nft.fast_nft_name(prefix, base) == kube_nft_name(prefix, base)
+            name = base64.b32encode(hashlib.sha256(base.encode()).digest()).decode()[:8] + "-" + base
+            want = prefix + (name if len(name) <= 240 else name[:237] + "...")
+            assert kube_nft_name(prefix, base) == want

@@ -7,7 +7,6 @@ import http.client
 import json
 import socket
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import pytest
 
@@ -15,10 +14,12 @@ from netk8s.dataplane import iptables as dp_iptables
 from netk8s.errors import KernelError
 from netk8s.proxy import announce
 from netk8s.proxy.announce import Announcer, announcer_for, lb_assignments
+from netk8s.proxy.backend_iptables import IptablesBackend
 from netk8s.proxy.healthcheck import HealthCheckServer
 from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, ServicePort
-from netk8s.proxy.proxier import ChangeTracker, IptablesProxier, health_checks, ready_nodes
-from netk8s.proxy.trace import FakeRestore
+from netk8s.proxy.proxier import ChangeTracker, Proxier, SyncConfig, health_checks, ready_nodes
+from netk8s.proxy.testing.fake_backend import FakeBackend
+from netk8s.proxy.testing.fake_iptables import FakeRestore
 from netk8s.store.base import Event
 
 NODE = NodeContext("node1", ("192.168.56.11",))
@@ -49,66 +50,13 @@ def svc(name: str, port: int = 80, proto: str = "TCP", cluster_ip: str = "10.96.
     return obj
 
 
-def eps(name: str, *ips: str, ns: str = "default", node: str = "node1", ready: bool = True) -> dict:
+def eps(name: str, *ips: str, ns: str = "default", node: str = "node1", ready: bool = True,
+        proto: str = "TCP") -> dict:
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": f"{name}-abc", "namespace": ns, "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4", "ports": [{"name": "p", "port": 8080, "protocol": "TCP"}],
+            "addressType": "IPv4", "ports": [{"name": "p", "port": 8080, "protocol": proto}],
             "endpoints": [{"addresses": [ip.split("@")[0]], "nodeName": ip.split("@")[1] if "@" in ip else node,
                            "conditions": {"ready": ready}} for ip in ips]}
-
-
-def stand_in_build_state(services: list[dict], slices: list[dict], node_name: str) -> ProxyState:
-    """A small build_state: one port per Service, slices matched by the service-name label."""
-    state = ProxyState()
-    for s in services:
-        spec, meta = s["spec"], s["metadata"]
-        p = spec["ports"][0]
-        lbs = tuple(i["ip"] for i in ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
-        sp = ServicePort(meta["namespace"], meta["name"], p["name"], p["protocol"], spec["clusterIP"], p["port"],
-                         p["targetPort"], p.get("nodePort"), (), lbs,
-                         external_policy_local=spec.get("externalTrafficPolicy") == "Local",
-                         health_check_node_port=spec.get("healthCheckNodePort"))
-        state.services[sp.key] = sp
-        found = []
-        for sl in slices:
-            if sl["metadata"]["namespace"] == sp.namespace and \
-                    sl["metadata"]["labels"]["kubernetes.io/service-name"] == sp.name:
-                for e in sl["endpoints"]:
-                    ready = e["conditions"]["ready"]
-                    found.append(Endpoint(e["addresses"][0], 8080, e["nodeName"], ready, ready, False,
-                                          e["nodeName"] == node_name))
-        state.endpoints[sp.key] = tuple(found)
-    return state
-
-
-@dataclass
-class StandInRendered:
-    text: str
-    chains: dict[str, set[str]]
-    rule_count: int
-
-
-class StandInRenderer:
-    """Records what it was asked to render; the text names the service ports it covers."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, set[str]]] = []
-
-    def _chains(self, state: ProxyState) -> dict[str, set[str]]:
-        return {"nat": {"KUBE-SERVICES"} | {f"KUBE-SVC-{k.upper()}" for k in state.services}, "filter": set()}
-
-    def render_full(self, state: ProxyState, node: NodeContext, *, existing: object = ()) -> StandInRendered:
-        self.calls.append(("full", set(state.services)))
-        return StandInRendered("full:" + ",".join(sorted(state.services)), self._chains(state), len(state.services))
-
-    def render_partial(self, state: ProxyState, node: NodeContext, changed: set[str],
-                       previous: StandInRendered) -> StandInRendered:
-        assert previous is not None
-        self.calls.append(("partial", set(changed)))
-        return StandInRendered("partial:" + ",".join(sorted(changed)), self._chains(state), len(state.services))
-
-    def chains_for_cleanup(self, existing: object = ()) -> str:
-        return "cleanup"
 
 
 class FakeInformer:
@@ -133,25 +81,11 @@ class FakeInformer:
 
 @dataclass
 class FakeKernel:
-    """restore_fn / check_fn / conntrack / health check / announcer stand-ins that record calls."""
+    """conntrack / health check / announcer stand-ins that record calls (the rules go to a FakeBackend)."""
 
-    restores: list[str] = field(default_factory=list)
-    fail_next: int = 0
-    missing: set[str] = field(default_factory=set)
-    checks: list[tuple[str, str]] = field(default_factory=list)
     conntrack: list[tuple] = field(default_factory=list)
     health: list[list] = field(default_factory=list)
     lb_maps: list[dict] = field(default_factory=list)
-
-    def restore(self, text: str) -> None:
-        self.restores.append(text)
-        if self.fail_next:
-            self.fail_next -= 1
-            raise KernelError("iptables-legacy-restore failed at line 3: '-A KUBE-SVC-X -j KUBE-SEP-GONE'")
-
-    def check(self, table: str, chain: str) -> bool:
-        self.checks.append((table, chain))
-        return chain not in self.missing
 
     # conntrack protocol
     def delete_udp_to_service(self, ip: str, port: int) -> int:
@@ -182,12 +116,11 @@ class FakeKernel:
         return set()
 
 
-def make(kernel: FakeKernel, **kw: object) -> tuple[IptablesProxier, StandInRenderer]:
-    renderer = StandInRenderer()
-    p = IptablesProxier(NODE, restore_fn=kernel.restore, check_fn=kernel.check, conntrack=kernel,
-                        renderer=renderer, build_state=stand_in_build_state, healthcheck=kernel,  # type: ignore[arg-type]
-                        announcer=kernel, list_chains_fn=lambda table: set(), **kw)  # type: ignore[arg-type]
-    return p, renderer
+def make(kernel: FakeKernel, **kw: float) -> tuple[Proxier, FakeBackend]:
+    backend = FakeBackend()
+    p = Proxier(NODE, backend, SyncConfig(**kw), conntrack=kernel, healthcheck=kernel,  # type: ignore[arg-type]
+                announcer=kernel)  # type: ignore[arg-type]
+    return p, backend
 
 
 @pytest.fixture
@@ -219,127 +152,127 @@ def test_tracker_drops_noop_and_keeps_first_previous() -> None:
 
 def test_first_sync_is_full_with_one_restore(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, r = make(k)
+    p, b = make(k)
     p.sync(inf, [], 0.0)
-    assert k.restores == ["full:default/db:p,default/web:p"]
-    assert r.calls == [("full", {"default/web:p", "default/db:p"})]
+    assert b.applied == ["full:default/db:p,default/web:p"]
+    assert b.calls == [("full", {"default/web:p", "default/db:p"})]
     assert p.last_sync_stats is not None and p.last_sync_stats.mode == "full" and p.last_sync_stats.ok
     assert p.synced_revision == inf.revision
     p.sync(inf, [], 0.2)  # nothing changed: no restore
-    assert len(k.restores) == 1
+    assert len(b.applied) == 1
 
 
 def test_change_gives_partial_sync_of_changed_key_only(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, r = make(k)
+    p, b = make(k)
     p.sync(inf, [], 0.0)
     ev = inf.put(eps("web", "10.244.1.5", "10.244.2.5", "10.244.3.5"))
     p.sync(inf, [ev], 0.2)
-    assert k.restores[-1] == "partial:default/web:p"
-    assert r.calls[-1] == ("partial", {"default/web:p"})
+    assert b.applied[-1] == "partial:default/web:p"
+    assert b.calls[-1] == ("partial", {"default/web:p"})
     assert p.last_sync_stats is not None and p.last_sync_stats.changed == 1
     assert p.synced_revision == ev.revision
 
 
 def test_noop_event_does_not_sync(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, _ = make(k)
+    p, b = make(k)
     p.sync(inf, [], 0.0)
     ev = inf.put(svc("web", label="cosmetic"))  # a label the proxy does not look at
     p.sync(inf, [ev], 0.2)
     node_ev = inf.put({"kind": "Node", "metadata": {"name": "node1"}})  # not a rule kind
     p.sync(inf, [node_ev], 0.4)
-    assert len(k.restores) == 1
+    assert len(b.applied) == 1
 
 
 def test_change_and_revert_between_syncs_is_dropped(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, _ = make(k, min_sync_period=1.0)
+    p, b = make(k, min_sync_period=1.0)
     p.sync(inf, [], 0.0)
     p.sync(inf, [inf.put(eps("web", "10.244.1.5"))], 0.2)  # change, held back by min_sync_period
     p.sync(inf, [inf.put(eps("web", "10.244.1.5", "10.244.2.5"))], 0.4)  # back to the applied state
     assert p.pending() == set()
     p.sync(inf, [], 1.5)
-    assert len(k.restores) == 1
+    assert len(b.applied) == 1
 
 
 def test_many_events_coalesce_into_one_sync(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, r = make(k, min_sync_period=1.0)
+    p, b = make(k, min_sync_period=1.0)
     p.sync(inf, [], 0.0)
     p.sync(inf, [inf.put(eps("web", "10.244.1.5"))], 0.3)
     p.sync(inf, [inf.put(eps("db", "10.244.1.7", "10.244.1.8"))], 0.6)
     p.sync(inf, [inf.put(svc("new", cluster_ip="10.96.0.40"))], 0.9)
-    assert len(k.restores) == 1
+    assert len(b.applied) == 1
     p.sync(inf, [], 1.0)
-    assert len(k.restores) == 2
-    assert r.calls[-1] == ("partial", {"default/web:p", "default/db:p", "default/new:p"})
+    assert len(b.applied) == 2
+    assert b.calls[-1] == ("partial", {"default/web:p", "default/db:p", "default/new:p"})
 
 
 def test_deleted_service_is_a_change(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, r = make(k)
+    p, b = make(k)
     p.sync(inf, [], 0.0)
     p.sync(inf, [inf.delete("Service", "default", "db"), inf.delete("EndpointSlice", "default", "db-abc")], 0.2)
-    assert r.calls[-1] == ("partial", {"default/db:p"})
+    assert b.calls[-1] == ("partial", {"default/db:p"})
 
 
 def test_failed_restore_forces_full_sync_with_backoff(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, r = make(k)
+    p, b = make(k)
     p.sync(inf, [], 0.0)
-    k.fail_next = 2
+    b.fail_next = 2
     p.sync(inf, [inf.put(eps("web", "10.244.1.5"))], 0.2)
-    assert r.calls[-1][0] == "partial"
+    assert b.calls[-1][0] == "partial"
     assert p.last_sync_stats is not None and not p.last_sync_stats.ok and p.need_full
     assert p.pending() == {"default/web:p"}  # the change is kept for the retry
     p.sync(inf, [], 0.4)  # the retry (after BACKOFF_START) is full and fails again
-    assert r.calls[-1][0] == "full" and len(k.restores) == 3
+    assert b.calls[-1][0] == "full" and len(b.applied) == 3
     p.sync(inf, [], 0.5)  # second failure backs off 0.4 s: no attempt yet
-    assert len(k.restores) == 3
+    assert len(b.applied) == 3
     p.sync(inf, [], 0.9)
-    assert r.calls[-1][0] == "full" and len(k.restores) == 4
+    assert b.calls[-1][0] == "full" and len(b.applied) == 4
     assert p.last_sync_stats is not None and p.last_sync_stats.ok and not p.need_full
     assert p.pending() == set()
     p.sync(inf, [inf.put(eps("web", "10.244.1.9"))], 1.1)  # back to partial syncs
-    assert r.calls[-1][0] == "partial"
+    assert b.calls[-1][0] == "partial"
 
 
 def test_periodic_full_sync(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, r = make(k, full_sync_period=10.0, canary_period=1000.0)
+    p, b = make(k, full_sync_period=10.0, canary_period=1000.0)
     p.sync(inf, [], 0.0)
     p.sync(inf, [inf.put(eps("web", "10.244.1.5"))], 5.0)
-    assert r.calls[-1][0] == "partial"
+    assert b.calls[-1][0] == "partial"
     p.sync(inf, [], 9.9)
-    assert len(k.restores) == 2
+    assert len(b.applied) == 2
     p.sync(inf, [], 10.0)  # due even without changes
-    assert r.calls[-1][0] == "full" and len(k.restores) == 3
+    assert b.calls[-1][0] == "full" and len(b.applied) == 3
 
 
 def test_canary_detects_deleted_rules(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, r = make(k, canary_period=2.0)
+    p, b = make(k, canary_period=2.0)
     p.sync(inf, [], 0.0)
     p.sync(inf, [], 1.0)
-    assert k.checks == []  # not due yet
+    assert b.probes == []  # not due yet
     p.sync(inf, [], 2.0)
-    assert ("nat", "KUBE-SERVICES") in k.checks
-    assert any(c.startswith("KUBE-SVC-") for _, c in k.checks)
-    assert len(k.restores) == 1
-    k.missing = {"KUBE-SERVICES"}  # someone ran `iptables -t nat -F; -X`
+    assert "top" in b.probes
+    assert any(c.startswith("svc-") for c in b.probes)
+    assert len(b.applied) == 1
+    b.missing = {"top"}  # someone ran `iptables -t nat -F; -X`
     p.sync(inf, [], 4.0)
-    assert r.calls[-1][0] == "full" and len(k.restores) == 2
+    assert b.calls[-1][0] == "full" and len(b.applied) == 2
 
 
 def test_canary_rotates_service_chains(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, _ = make(k, canary_period=1.0)
+    p, b = make(k, canary_period=1.0)
     p.sync(inf, [], 0.0)
     for t in (1.0, 2.0):
         p.sync(inf, [], t)
-    probed = {c for _, c in k.checks if c.startswith("KUBE-SVC-")}
-    assert probed == {"KUBE-SVC-DEFAULT/WEB:P", "KUBE-SVC-DEFAULT/DB:P"}
+    probed = {c for c in b.probes if c.startswith("svc-")}
+    assert probed == {"svc-default/web:p", "svc-default/db:p"}
 
 
 def test_udp_conntrack_cleanup() -> None:
@@ -348,14 +281,14 @@ def test_udp_conntrack_cleanup() -> None:
     p, _ = make(k)
     p.sync(inf, [], 0.0)
     assert k.conntrack == []  # no endpoints yet
-    p.sync(inf, [inf.put(eps("dns", "10.244.1.5", "10.244.2.5"))], 0.2)
+    p.sync(inf, [inf.put(eps("dns", "10.244.1.5", "10.244.2.5", proto="UDP"))], 0.2)
     # 0 -> 2 endpoints: flows REJECTed before must not stick
     assert k.conntrack == [("service", "10.96.0.10", 53), ("port", 30053)]
     k.conntrack.clear()
-    p.sync(inf, [inf.put(eps("dns", "10.244.2.5", "10.244.3.5"))], 0.4)
+    p.sync(inf, [inf.put(eps("dns", "10.244.2.5", "10.244.3.5", proto="UDP"))], 0.4)
     assert k.conntrack == [("endpoint", "10.96.0.10", 53, "10.244.1.5"), ("nodeport", 30053, "10.244.1.5")]
     k.conntrack.clear()
-    p.sync(inf, [inf.put(eps("dns", "10.244.2.5", "10.244.3.5", ready=False))], 0.6)  # unready = removed
+    p.sync(inf, [inf.put(eps("dns", "10.244.2.5", "10.244.3.5", ready=False, proto="UDP"))], 0.6)  # unready = removed
     assert ("endpoint", "10.96.0.10", 53, "10.244.2.5") in k.conntrack
     assert ("endpoint", "10.96.0.10", 53, "10.244.3.5") in k.conntrack
 
@@ -390,12 +323,12 @@ def test_health_checks_and_announcements_follow_syncs() -> None:
 
 def test_cleanup_is_one_restore(world: tuple[FakeInformer, FakeKernel]) -> None:
     inf, k = world
-    p, r = make(k)
+    p, b = make(k)
     p.sync(inf, [], 0.0)
     p.cleanup()
-    assert k.restores[-1] == "cleanup"
+    assert b.cleanups == 1
     p.sync(inf, [], 0.2)
-    assert r.calls[-1][0] == "full"
+    assert b.calls[-1][0] == "full"
 
 
 def test_ready_nodes_and_health_checks_helpers() -> None:
@@ -580,80 +513,31 @@ def test_bin_dir_for_legacy(tmp_path: object) -> None:
 # ----------------------------------------------------------------------------- with the real renderer
 
 
-class RestoreEmulator:
-    """`iptables-restore --noflush` over an in-memory kernel, rejecting what the kernel would: a jump to
-    a chain that does not exist, -A/-F/-X of a missing chain, -X of a chain still referenced.
-    Each table's block is applied all-or-nothing at COMMIT, as legacy restore does."""
-
-    BUILTIN: ClassVar[dict[str, tuple[str, ...]]] = {
-        "filter": ("INPUT", "FORWARD", "OUTPUT"), "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")}
-    TARGETS: ClassVar[set[str]] = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "SNAT", "MASQUERADE", "MARK"}
+class RecordingRestore(FakeRestore):
+    """FakeRestore (rejects what the kernel rejects) that keeps every restore text it was given."""
 
     def __init__(self) -> None:
-        self.tables: dict[str, dict[str, list[str]]] = {t: {c: [] for c in cs} for t, cs in self.BUILTIN.items()}
-        self.calls = 0
+        super().__init__()
+        self.texts: list[str] = []
 
     def restore(self, text: str) -> None:
-        import copy
+        self.texts.append(text)
+        super().restore(text)
 
-        self.calls += 1
-        self.last = text
-        work: dict[str, list[str]] | None = None
-        table = ""
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("*"):
-                table, work = line[1:], copy.deepcopy(self.tables[line[1:]])
-                continue
-            assert work is not None
-            words = line.split()
-            if line == "COMMIT":
-                self.tables[table] = work
-            elif line.startswith(":"):
-                work[words[0][1:]] = [] if words[0][1:] not in self.BUILTIN[table] else work[words[0][1:]]
-            elif words[0] == "-A":
-                if words[1] not in work:
-                    raise KernelError(f"line {n}: no chain {words[1]}")
-                target = self.target(line)
-                if target and target not in self.TARGETS and target not in work:
-                    raise KernelError(f"line {n}: Couldn't load target {target}")
-                work[words[1]].append(line)
-            elif words[0] == "-F":
-                if words[1] not in work:
-                    raise KernelError(f"line {n}: no chain {words[1]}")
-                work[words[1]] = []
-            elif words[0] == "-X":
-                if words[1] not in work:
-                    raise KernelError(f"line {n}: no chain {words[1]}")
-                if any(self.target(r) == words[1] for c, rs in work.items() if c != words[1] for r in rs):
-                    raise KernelError(f"line {n}: chain {words[1]} is still referenced")
-                work.pop(words[1], None)
-
-    @staticmethod
-    def target(rule: str) -> str | None:
-        words = rule.split()
-        return words[words.index("-j") + 1] if "-j" in words else None
-
-    def check(self, table: str, chain: str) -> bool:
-        return chain in self.tables[table]
+    def nat(self) -> dict[str, list[str]]:
+        return {name: [r.text for r in c.rules] for name, c in self.tables["nat"].items()}
 
 
 def test_real_renderer_partial_syncs_apply_cleanly() -> None:
-    from netk8s.proxy import iptables as renderer
-    from netk8s.proxy.model import build_state
-
-    inf, k, emu = FakeInformer(), FakeKernel(), RestoreEmulator()
+    inf, k, fake = FakeInformer(), FakeKernel(), RecordingRestore()
     inf.put(svc("web"))
     inf.put(eps("web", "10.244.1.5", "10.244.2.5"))
     inf.put(svc("db", port=5432, cluster_ip="10.96.0.30"))
     inf.put(eps("db", "10.244.1.7"))
-    p = IptablesProxier(NODE, restore_fn=emu.restore, check_fn=emu.check, conntrack=k, renderer=renderer,
-                        build_state=build_state, healthcheck=k, announcer=k,  # type: ignore[arg-type]
-                        list_chains_fn=lambda t: set(emu.tables[t]))
+    p = Proxier(NODE, IptablesBackend(fake), conntrack=k, healthcheck=k, announcer=k)  # type: ignore[arg-type]
     p.sync(inf, [], 0.0)
     assert p.last_sync_stats is not None and p.last_sync_stats.ok and p.last_sync_stats.mode == "full"
-    nat = emu.tables["nat"]
+    nat = fake.nat()
     assert any("10.96.0.20" in r for r in nat["KUBE-SERVICES"])
     seps = {c for c in nat if c.startswith("KUBE-SEP-")}
     assert len(seps) == 3
@@ -662,17 +546,21 @@ def test_real_renderer_partial_syncs_apply_cleanly() -> None:
                  if c.startswith(("KUBE-SVC-", "KUBE-SEP-")) and any("default/db" in r for r in nat[c])}
     p.sync(inf, [inf.put(eps("web", "10.244.1.5"))], 0.2)
     assert p.last_sync_stats is not None and p.last_sync_stats.ok and p.last_sync_stats.mode == "partial"
-    nat = emu.tables["nat"]
+    nat = fake.nat()
     assert len({c for c in nat if c.startswith("KUBE-SEP-")}) == 2
     assert all(nat[c] == rules for c, rules in db_chains.items())
-    assert db_chains and not any(f":{c} " in emu.last for c in db_chains)  # db's chains not rewritten
-    assert p.rendered.text == ""  # applied: only its chain names are kept
+    assert db_chains and not any(f":{c} " in fake.texts[-1] for c in db_chains)  # db's chains not rewritten
+    assert p.rendered is not None and p.rendered.text == ""  # applied: only its chain names are kept
     # delete every KUBE- chain behind the proxier's back: the canary notices, a full sync restores them
-    emu.tables["nat"] = {c: [] for c in RestoreEmulator.BUILTIN["nat"]}
+    fake.apply("*nat\n" + "".join(f"-F {c}\n" for c in ("PREROUTING", "OUTPUT", "POSTROUTING"))
+               + "".join(f"-F {c}\n" for c in nat if c.startswith("KUBE-"))
+               + "".join(f"-X {c}\n" for c in nat if c.startswith("KUBE-")) + "COMMIT\n")
+    assert not any(c.startswith("KUBE-") for c in fake.chains("nat"))
     p.sync(inf, [], 3.0)
     assert p.last_sync_stats.mode == "full" and p.last_sync_stats.ok
-    assert any("10.96.0.30" in r for r in emu.tables["nat"]["KUBE-SERVICES"])
-    assert emu.calls == 3
+    assert any("10.96.0.30" in r for r in fake.nat()["KUBE-SERVICES"])
+    assert [r.target for r in fake.ruleset().rules("nat", "PREROUTING")] == ["KUBE-SERVICES"]  # jumps ensured
+    assert len(fake.texts) == 3
 
 
 def test_announce_failure_retries_slowly(world: tuple[FakeInformer, FakeKernel]) -> None:
@@ -705,14 +593,10 @@ def test_synced_revision_follows_informer_when_idle(world: tuple[FakeInformer, F
 # ----------------------------------------------------------------------------- built-in chains' jumps
 
 
-def _fake_kernel_proxier(fake: FakeRestore, inf: FakeInformer, **kw: object) -> IptablesProxier:
-    from netk8s.proxy import iptables as renderer
-
+def _fake_kernel_proxier(fake: FakeRestore, inf: FakeInformer, **kw: float) -> Proxier:
     k = FakeKernel()
-    return IptablesProxier(NODE, restore_fn=fake.apply, check_fn=lambda t, c: c in fake.chains(t),
-                           conntrack=k, renderer=renderer, healthcheck=k, announcer=k,  # type: ignore[arg-type]
-                           list_chains_fn=fake.chains, ensure_rules_fn=fake.ensure_rules,
-                           save_fn=lambda table: fake.save(), **kw)  # type: ignore[arg-type]
+    return Proxier(NODE, IptablesBackend(fake), SyncConfig(**kw), conntrack=k, healthcheck=k,  # type: ignore[arg-type]
+                   announcer=k)  # type: ignore[arg-type]
 
 
 def test_someone_elses_postrouting_rule_survives_full_syncs() -> None:
@@ -758,12 +642,21 @@ def test_deleted_jump_is_restored_by_the_next_full_sync_only() -> None:
     assert [r.target for r in fake.ruleset().rules("nat", "PREROUTING")] == ["KUBE-SERVICES"]
 
 
-def test_fake_restore_default_does_not_reach_the_kernel() -> None:
-    """A proxier given a fake restore gets no kernel ensure/save by default (tests never touch the host)."""
-    from netk8s.proxy import iptables as renderer
+def test_node_agent_proxiers_drive_the_dataplane_modules() -> None:
+    """The agent's proxier gets the kernel modules as its backends' kernels; tests inject fakes into the
+    same backend classes (no product code tells them apart)."""
+    from netk8s.dataplane import iptables, nftables
+    from netk8s.proxy.backend_nftables import NftablesBackend
+    from netk8s.proxy.modes import kernel_proxier
+    from netk8s.proxy.userspace import UserspaceBackend
 
-    p = IptablesProxier(NODE, restore_fn=lambda text: None, renderer=renderer)
-    assert p.ensure_rules_fn is None and p.save_fn is None
+    wired = {m: kernel_proxier(m, NODE) for m in ("iptables", "nftables", "userspace")}
+    assert isinstance(wired["iptables"].backend, IptablesBackend) and wired["iptables"].backend.kernel is iptables
+    assert isinstance(wired["nftables"].backend, NftablesBackend) and wired["nftables"].backend.kernel is nftables
+    assert isinstance(wired["userspace"].backend, UserspaceBackend) and wired["userspace"].backend.kernel is iptables
+    assert wired["userspace"].config.full_sync_period == 30.0
+    assert wired["userspace"].config.canary_period == float("inf")  # as upstream: no canary
+    assert {p.mode for p in wired.values()} == {"iptables", "nftables", "userspace"}
 
 
 # ----------------------------------------------------------------------------- incremental state
@@ -813,13 +706,11 @@ def _random_world(seed: int) -> list[tuple[str, dict | tuple[str, str, str]]]:
 def test_incremental_state_equals_a_rebuild_after_every_event(seed: int) -> None:
     """Event by event (no list() walk), the proxier's state is the one build_state gives from scratch,
     and what it tracks as changed is exactly what differs from the state last applied."""
-    from netk8s.proxy import iptables as renderer
     from netk8s.proxy.model import build_state
 
     inf, k = FakeInformer(), FakeKernel()
-    p = IptablesProxier(NODE, restore_fn=k.restore, check_fn=k.check, conntrack=k, renderer=renderer,
-                        healthcheck=k, announcer=k, list_chains_fn=lambda t: set(),  # type: ignore[arg-type]
-                        canary_period=1e9, full_sync_period=1e9)
+    p = Proxier(NODE, IptablesBackend(FakeRestore()), SyncConfig(canary_period=1e9, full_sync_period=1e9),
+                conntrack=k, healthcheck=k, announcer=k)  # type: ignore[arg-type]
     p.sync(inf, [], 0.0)
     listed = 0
     original_list = inf.list
@@ -859,20 +750,18 @@ def test_event_without_its_object_falls_back_to_a_rebuild(world: tuple[FakeInfor
     from types import SimpleNamespace
 
     inf, k = world
-    p = IptablesProxier(NODE, restore_fn=k.restore, check_fn=k.check, conntrack=k,
-                        renderer=StandInRenderer(), healthcheck=k, announcer=k,  # type: ignore[arg-type]
-                        list_chains_fn=lambda t: set())
+    p, b = make(k)
     p.sync(inf, [], 0.0)
     inf.put(eps("web", "10.244.9.9"))
     p.sync(inf, [SimpleNamespace(object={"kind": "EndpointSlice"})], 0.2)
-    assert p.pending() == set() and k.restores[-1] == "partial:default/web:p"
+    assert p.pending() == set() and b.applied[-1] == "partial:default/web:p"
 
 
 # ----------------------------------------------------------------------------- dataplane ensure_rules (pure part)
 
 
 def test_ensure_rules_text_adds_only_missing_jumps_at_the_top() -> None:
-    from netk8s.proxy.iptables import BUILTIN_JUMPS
+    from netk8s.proxy.render_iptables import BUILTIN_JUMPS
 
     saved_nat = """# Generated by iptables-save v1.8.9
 *nat

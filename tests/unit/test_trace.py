@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 
 from netk8s.errors import ValidationError
-from netk8s.proxy.iptables import BUILTIN_JUMPS, render_full, render_partial
 from netk8s.proxy.model import NodeContext, build_state
-from netk8s.proxy.trace import FakeRestore, Ruleset, trace
+from netk8s.proxy.render_iptables import BUILTIN_JUMPS, render_full, render_partial
+from netk8s.proxy.testing.fake_iptables import FakeRestore, Ruleset, trace
 from tests.unit.test_iptables_render import HTTP_EP, NODE, THREE, ep, eps_slice, scenario, state_of
 
 NODE_IP = "192.168.56.11"

@@ -11,17 +11,18 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
-from netk8s.dataplane.iptables import parse_save
 from netk8s.errors import KernelError
+from netk8s.model.iptsave import parse_save
 from netk8s.proxy import userspace_rules as ur
 from netk8s.proxy.model import Endpoint, NodeContext, ProxyState, ServicePort
-from netk8s.proxy.trace import FakeRestore, Ruleset, trace
-from netk8s.proxy.userspace import EndpointChooser, ProxyServer, UserspaceProxier
+from netk8s.proxy.proxier import Proxier
+from netk8s.proxy.testing.fake_iptables import FakeRestore, Ruleset, trace
+from netk8s.proxy.userspace import EndpointChooser, ProxyServer, UserspaceBackend
 from netk8s.store.base import Event
 
 NODE = NodeContext("node1", ("192.168.56.11",))
@@ -552,22 +553,24 @@ def slice_(name: str, *ports: int) -> dict:
             "endpoints": [{"addresses": ["127.0.0.1"], "nodeName": "node1", "conditions": {"ready": True}}]}
 
 
-@dataclass
-class FakeKernel:
-    fake: FakeRestore = field(default_factory=FakeRestore)
-    restores: list[str] = field(default_factory=list)
-    fail_next: int = 0
-    conntrack_calls: list[tuple] = field(default_factory=list)
+class FakeKernel(FakeRestore):
+    """The IptablesKernel of the userspace backend (a FakeRestore) that can fail restores, plus conntrack."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.restores: list[str] = []
+        self.fail_next = 0
+        self.conntrack_calls: list[tuple] = []
 
     def restore(self, text: str) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise KernelError("iptables-restore: line 3 failed")
         self.restores.append(text)
-        self.fake.apply(text)
+        super().restore(text)
 
-    def save(self) -> dict:
-        return parse_save(self.fake.save())
+    def saved(self) -> dict:
+        return parse_save(self.save())
 
     def delete_udp_to_service(self, ip: str, port: int) -> int:
         self.conntrack_calls.append(("service", ip, port))
@@ -594,16 +597,16 @@ class NoAnnounce:
 @pytest.mark.integration
 def test_plugin_syncs_portals_and_rules(servers: Servers, proxy: ProxyServer) -> None:
     kernel = FakeKernel()
-    plugin = UserspaceProxier(replace(NODE, node_ips=("127.0.0.1",)), server=proxy, restore_fn=kernel.restore,
-                              save_fn=kernel.save, conntrack=kernel, healthcheck=NoHealth(),  # type: ignore[arg-type]
-                              announcer=NoAnnounce())  # type: ignore[arg-type]
+    backend = UserspaceBackend(kernel, server=proxy)
+    plugin = Proxier(replace(NODE, node_ips=("127.0.0.1",)), backend, conntrack=kernel,  # type: ignore[arg-type]
+                     healthcheck=NoHealth(), announcer=NoAnnounce())  # type: ignore[arg-type]
     inf = FakeInformer()
     echo = servers.echo()
     events = [inf.put(service("web", "10.96.0.20")), inf.put(slice_("web", echo))]
     plugin.sync(inf, events, 1.0)
     assert len(kernel.restores) == 1 and "-A PREROUTING" in kernel.restores[0]  # the first sync is full
-    port = plugin.ports["default/web/cluster"]
-    assert where(kernel.fake.ruleset(), POD, "10.96.0.20", 80) == f"redirect:{port}"
+    port = backend.ports["default/web/cluster"]
+    assert where(kernel.ruleset(), POD, "10.96.0.20", 80) == f"redirect:{port}"
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         c.sendall(b"hello")
         assert recv_exact(c, 5) == b"hello"
@@ -627,22 +630,22 @@ def test_plugin_syncs_portals_and_rules(servers: Servers, proxy: ProxyServer) ->
     # the service goes away: its rules first, then its socket
     plugin.sync(inf, [inf.delete("Service", "default", "web")], 5.0)
     assert "default/web/cluster" not in proxy.ports()
-    assert where(kernel.fake.ruleset(), POD, "10.96.0.20", 80) == "ACCEPT"
+    assert where(kernel.ruleset(), POD, "10.96.0.20", 80) == "ACCEPT"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     plugin.cleanup()
-    assert ur.cleanup_text(kernel.save()) == ""
+    assert ur.cleanup_text(kernel.saved()) == ""
 
 
 @pytest.mark.integration
 def test_plugin_close_stops_listeners() -> None:
     kernel = FakeKernel()
-    plugin = UserspaceProxier(replace(NODE, node_ips=("127.0.0.1",)), server=ProxyServer(bind_ip="127.0.0.1"),
-                              restore_fn=kernel.restore, save_fn=kernel.save, conntrack=kernel,
-                              healthcheck=NoHealth(), announcer=NoAnnounce())  # type: ignore[arg-type]
+    backend = UserspaceBackend(kernel, server=ProxyServer(bind_ip="127.0.0.1"))
+    plugin = Proxier(replace(NODE, node_ips=("127.0.0.1",)), backend, conntrack=kernel,  # type: ignore[arg-type]
+                     healthcheck=NoHealth(), announcer=NoAnnounce())  # type: ignore[arg-type]
     inf = FakeInformer()
     plugin.sync(inf, [inf.put(service("web", "10.96.0.20"))], 1.0)
-    port = plugin.ports["default/web/cluster"]
+    port = backend.ports["default/web/cluster"]
     plugin.close()
     deadline = time.monotonic() + 10
     refused = False

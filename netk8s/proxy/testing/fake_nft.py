@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from netk8s.errors import KernelError
+from netk8s.model import naming
 
 _TOKEN_RE = re.compile(r'"[^"]*"|[{},]|[^\s{},]+')
 _VERDICTS = ("accept", "drop", "reject", "return")
@@ -337,6 +338,13 @@ class FakeNft:
 
     def sets(self) -> set[str]:
         return set(self.table.containers) if self.table else set()
+
+    # ----- the NftKernel protocol (netk8s.proxy.backend_nftables), as netk8s.dataplane.nftables has it
+    def chain_exists(self, table: str, chain: str) -> bool:
+        return self.table is not None and table == naming.KUBE_PROXY_TABLE and chain in self.table.chains
+
+    def list_names(self, table: str) -> set[str]:
+        return self.chains() | self.sets() if table == naming.KUBE_PROXY_TABLE else set()
 
     def rule_count(self) -> int:
         return sum(len(c.rules) for c in self.table.chains.values()) if self.table else 0

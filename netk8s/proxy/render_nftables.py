@@ -50,23 +50,23 @@ bottom of the curve at every size measured.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from netk8s.model.naming import NFT_NAME_BASE_MAX
+from netk8s.model.naming import KUBE_PROXY_TABLE, kube_nft_name
 from netk8s.proxy.model import (
+    NO_ENDPOINTS,
+    NO_LOCAL_ENDPOINTS,
     Endpoint,
     NodeContext,
     ProxyState,
     ServicePort,
-    categorize,
-    has_usable_endpoints,
+    plan_service,
 )
 
 FAMILY = "ip"
-TABLE = "kube-proxy"
+TABLE = KUBE_PROXY_TABLE
 T = f"{FAMILY} {TABLE}"  # how every command names the table
 
 # Base chains: (name, type, hook, priority). Filter chains run before DNAT so they see service IPs.
@@ -141,24 +141,9 @@ FIREWALL_PREFIX = "firewall-"
 BATCH_SERVICES = 1000
 
 
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)  # one lookup encodes 10 bits
-
-
-def fast_nft_name(prefix: str, base: str) -> str:
-    """naming.kube_nft_name without base64.b32encode (a pure-Python loop): the 40 hashed bits as 4
-    lookups of 10 bits. tests/unit check both agree."""
-    n = int.from_bytes(hashlib.sha256(base.encode()).digest()[:5], "big")
-    p = _B32_PAIRS
-    name = p[n >> 30] + p[(n >> 20) & 1023] + p[(n >> 10) & 1023] + p[n & 1023] + "-" + base
-    if len(name) > NFT_NAME_BASE_MAX:
-        name = name[:NFT_NAME_BASE_MAX - 3] + "..."
-    return prefix + name
-
-
 @lru_cache(maxsize=1 << 17)
 def _name(prefix: str, base: str) -> str:
-    return fast_nft_name(prefix, base)
+    return kube_nft_name(prefix, base)
 
 
 def _port_base(sp: ServicePort) -> str:
@@ -252,60 +237,47 @@ class Rendered:
         self.batches = []
 
 
+_VERDICTS = {"": "", NO_ENDPOINTS: f"goto {REJECT_CHAIN}", NO_LOCAL_ENDPOINTS: "drop"}  # ServicePlan verdicts
+
+
 def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContext) -> ServiceOut:
     out = ServiceOut()
     key = sp.key
     proto = sp.proto_lower
     port = str(sp.port)
-    cluster_chain = service_chain(sp)
+    plan = plan_service(sp, eps)
     # Hash only the names this port can use (hashing is most of a render's time).
-    local = local_chain(sp) if sp.internal_policy_local or sp.external_policy_local else ""
-    ext = external_chain(sp) if sp.externally_accessible else ""
-    cluster, local_eps, reachable = categorize(sp, eps)
-    has_eps = has_usable_endpoints(eps)
-
-    uses_cluster_chain = bool(cluster) and sp.uses_cluster_endpoints
-    uses_local_chain = bool(local_eps) and sp.uses_local_endpoints
-    internal_chain, has_internal = cluster_chain, has_eps
-    if sp.internal_policy_local:
-        internal_chain, has_internal = local, has_eps and bool(local_eps)
-    external_policy_chain, has_external = cluster_chain, has_eps
-    if sp.external_policy_local:
-        external_policy_chain, has_external = local, has_eps and bool(local_eps)
-    uses_ext_chain = has_eps and sp.externally_accessible
-
-    int_verdict = ext_verdict = ""
-    if not has_eps:
-        int_verdict = ext_verdict = f"goto {REJECT_CHAIN}"
-    else:
-        if not has_internal:
-            int_verdict = "drop"
-        if not has_external:
-            ext_verdict = "drop"
+    cluster_chain = service_chain(sp)
+    local = local_chain(sp) if plan.needs_local_chain else ""
+    ext = external_chain(sp) if plan.needs_external_chain else ""
+    cluster, local_eps, reachable = plan.cluster, plan.local, plan.reachable
+    internal_chain = local if plan.internal_local else cluster_chain
+    external_policy_chain = local if plan.external_local else cluster_chain
+    int_verdict, ext_verdict = _VERDICTS[plan.internal_verdict], _VERDICTS[plan.external_verdict]
 
     els = out.elements
     # Capture the ClusterIP.
     els.append((CLUSTER_IPS, sp.cluster_ip or "", "", ""))
-    if has_internal:
+    if plan.has_internal:
         els.append((SERVICE_IPS, f"{sp.cluster_ip} . {proto} . {port}", f"goto {internal_chain}", ""))
     else:
         els.append((NO_ENDPOINT_SERVICES, f"{sp.cluster_ip} . {proto} . {port}", int_verdict, key))
     # Capture externalIPs and load-balancer ingress.
     for ip in (*sp.external_ips, *sp.load_balancer_ips):
-        if has_eps:
+        if plan.has_endpoints:
             els.append((SERVICE_IPS, f"{ip} . {proto} . {port}", f"goto {ext}", ""))
-        if not has_external:
+        if not plan.has_external:
             els.append((NO_ENDPOINT_SERVICES, f"{ip} . {proto} . {port}", ext_verdict, key))
     # Capture nodeports.
     if sp.node_port:
-        if has_eps:
+        if plan.has_endpoints:
             els.append((SERVICE_NODEPORTS, f"{proto} . {sp.node_port}", f"goto {ext}", ""))
-        if not has_external:
+        if not plan.has_external:
             els.append((NO_ENDPOINT_NODEPORTS, f"{proto} . {sp.node_port}", ext_verdict, key))
     # healthCheckNodePort: nothing here; the HealthCheckServer listens on it and nftables mode has no
     # filter rule in the way (kube-proxy's nftables proxier adds none either).
 
-    affinity = sp.affinity_timeout is not None
+    affinity = plan.affinity
     eps_chains = {ep.addr: endpoint_chain(sp, ep) for ep in reachable}
     # Endpoint chains first: the service chains jump to them, and a transaction adds chains in order.
     for ep in reachable:
@@ -317,24 +289,24 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
             rules.append(f"update @{aff} {{ ip saddr }}")
         rules.append(f"meta l4proto {proto} counter dnat to {ep.addr}")
         out.chains[chain] = rules
-    if uses_cluster_chain:
+    if plan.uses_cluster_chain:
         out.chains[cluster_chain] = _endpoint_rules(sp, cluster, eps_chains)
-    if uses_local_chain:
+    if plan.uses_local_chain:
         out.chains[local] = _endpoint_rules(sp, local_eps, eps_chains)
     # Internal traffic: masquerade off-cluster sources reaching the ClusterIP (kube-proxy --cluster-cidr).
-    if has_internal and internal_chain in out.chains:
+    if plan.has_internal and internal_chain in out.chains:
         out.chains[internal_chain].insert(
             0, f"ip daddr {sp.cluster_ip} {proto} dport {port} ip saddr != {node.cluster_cidr} jump {MARK_MASQ}")
     # External traffic: every external destination goes to external-, which applies the policy.
-    if uses_ext_chain:
+    if plan.uses_external_chain:
         rules = []
-        if not sp.external_policy_local:
+        if plan.masquerade_external:
             rules.append(f"jump {MARK_MASQ}")
         else:
             rules.append(f'ip saddr {node.cluster_cidr} goto {cluster_chain} comment "short-circuit pod traffic"')
             rules.append(f'fib saddr type local jump {MARK_MASQ} comment "masquerade local traffic"')
             rules.append(f'fib saddr type local goto {cluster_chain} comment "short-circuit local traffic"')
-        if has_external:
+        if plan.has_external:
             rules.append(f"goto {external_policy_chain}")
         out.chains[ext] = rules
     return out
@@ -458,59 +430,75 @@ def _summary(sp: ServicePort, eps: tuple[Endpoint, ...], out: ServiceOut) -> Sum
                    tuple((c, k, v) for c, k, v, _ in out.elements), sum(len(r) for r in out.chains.values()))
 
 
-def _render(state: ProxyState, node: NodeContext, *, full: bool, changed: set[str], previous: Rendered | None,
-            existing: set[str], batch_services: int) -> Rendered:
+@dataclass
+class _Work:
+    """A render's accumulators: what the table holds after it (elements, active chains and sets, per-port
+    summaries), and which service ports to render now (`keys`)."""
+
+    elements: dict[str, dict[str, str]]
+    active: set[str]
+    active_sets: dict[str, int]
+    service_chains: dict[str, tuple[str, ...]]
+    summaries: dict[str, Summary]
+    rule_count: int
+    keys: list[str]
+    prev_chains: set[str]
+    prev_sets: dict[str, int]
+    incremental: bool  # a partial render on top of the previous summaries
+    comments: dict[tuple[str, str], str] = field(default_factory=dict)
+    touched: set[tuple[str, str]] = field(default_factory=set)  # (container, key) of elements that may change
+    service_txs: list[str] = field(default_factory=list)  # complete transactions of batch_services ports
+    pending: list[str] = field(default_factory=list)  # the ports of the transaction being filled
+
+
+def _start(state: ProxyState, node: NodeContext, full: bool, changed: set[str], previous: Rendered | None) -> _Work:
+    """Full: an empty table plus the base chains. Partial: what the previous sync left, with the service
+    ports that changed (or went) taken out; only those are rendered again, the others are not looked at
+    beyond their key."""
     prev_chains = set((previous.chains if previous else {}).get(TABLE, ()))
     prev_sets = dict(previous.sets) if previous else {}
-    comments: dict[tuple[str, str], str] = {}
-    # The rewritten service ports' chain/set lines, joined per port and then per transaction as soon as a
-    # transaction is full: at 10,000 Services the lines alone would be ~40 MB on top of the text.
-    service_txs: list[str] = []  # complete transactions of BATCH_SERVICES service ports
-    pending: list[str] = []  # the service ports of the transaction being filled, one text each
-    touched: set[tuple[str, str]] = set()  # (container, key) of the elements a partial render may change
     prev_summaries = previous.summaries if previous is not None and not full else {}
-    if prev_summaries:
-        # Partial: start from what the previous sync left, take out the service ports that changed (or
-        # went), and render only those again; the others are not looked at beyond their key.
-        assert previous is not None
-        elements = {name: dict(previous.elements.get(name, {})) for name in CONTAINERS}
-        stale_before = set(previous.stale_chains)
-        active = prev_chains - stale_before
-        active_sets = dict(previous.sets)
-        service_chains = dict(previous.service_chains)
-        summaries = dict(prev_summaries)
-        rule_count = previous.rule_count
-        redo = sorted(
-            {k for k, sp in state.services.items() if k not in prev_summaries or sp.key in changed
-             or sp.service_key in changed or prev_summaries[k].sp != sp
-             or prev_summaries[k].eps is not state.endpoints_of(k)
-             and prev_summaries[k].eps != state.endpoints_of(k)}
-            | (prev_summaries.keys() - state.services.keys()))
-        for key in redo:
-            old = summaries.pop(key, None)
-            if old is None:
-                continue
-            for container, k, value in old.elements:
-                touched.add((container, k))
-                if elements[container].get(k) == value:
-                    del elements[container][k]
-            active.difference_update(old.chains)
-            for name, _ in old.sets:
-                active_sets.pop(name, None)
-            service_chains.pop(key, None)
-            rule_count -= old.rules
-        keys = [k for k in redo if k in state.services]
-    else:
-        elements = {name: {} for name in CONTAINERS}
+    if not prev_summaries:
+        elements: dict[str, dict[str, str]] = {name: {} for name in CONTAINERS}
         for ip in node.node_ips:
             elements[NODEPORT_IPS][ip] = ""
-        active = set(TOP_CHAINS) | {c[0] for c in BASE_CHAINS}
-        active_sets = {}
-        service_chains = {}
-        summaries = {}
-        rule_count = BASE_RULES
-        keys = sorted(state.services)
-    for key in keys:
+        return _Work(elements, set(TOP_CHAINS) | {c[0] for c in BASE_CHAINS}, {}, {}, {}, BASE_RULES,
+                     sorted(state.services), prev_chains, prev_sets, False)
+    assert previous is not None
+    work = _Work({name: dict(previous.elements.get(name, {})) for name in CONTAINERS},
+                 prev_chains - set(previous.stale_chains), dict(previous.sets), dict(previous.service_chains),
+                 dict(prev_summaries), previous.rule_count, [], prev_chains, prev_sets, True)
+    redo = sorted(
+        {k for k, sp in state.services.items() if k not in prev_summaries or sp.key in changed
+         or sp.service_key in changed or prev_summaries[k].sp != sp
+         or prev_summaries[k].eps is not state.endpoints_of(k)
+         and prev_summaries[k].eps != state.endpoints_of(k)}
+        | (prev_summaries.keys() - state.services.keys()))
+    for key in redo:
+        old = work.summaries.pop(key, None)
+        if old is None:
+            continue
+        for container, k, value in old.elements:
+            work.touched.add((container, k))
+            if work.elements[container].get(k) == value:
+                del work.elements[container][k]
+        work.active.difference_update(old.chains)
+        for name, _ in old.sets:
+            work.active_sets.pop(name, None)
+        work.service_chains.pop(key, None)
+        work.rule_count -= old.rules
+    work.keys = [k for k in redo if k in state.services]
+    return work
+
+
+def _render_services(work: _Work, state: ProxyState, node: NodeContext, full: bool, changed: set[str],
+                     batch_services: int) -> None:
+    """Render work.keys: their elements and chains go into `work`, their chain/set lines are joined per
+    port and then per transaction as soon as a transaction is full (at 10,000 Services the lines alone
+    would be ~40 MB on top of the text)."""
+    elements, touched, comments, pending = work.elements, work.touched, work.comments, work.pending
+    prev_chains, prev_sets = work.prev_chains, work.prev_sets
+    for key in work.keys:
         sp = state.services[key]
         eps = state.endpoints_of(key)
         out = _render_service(sp, eps, node)
@@ -519,81 +507,104 @@ def _render(state: ProxyState, node: NodeContext, *, full: bool, changed: set[st
             touched.add((container, k))
             if comment:
                 comments[(container, k)] = comment
-        service_chains[key] = tuple(out.chains)
-        active.update(out.chains)
-        active_sets.update(out.sets)
+        work.service_chains[key] = tuple(out.chains)
+        work.active.update(out.chains)
+        work.active_sets.update(out.sets)
         summary = _summary(sp, eps, out)
-        summaries[key] = summary
-        rule_count += summary.rules
-        if full or prev_summaries or _service_matches(sp, changed) or not prev_chains.issuperset(out.chains) \
+        work.summaries[key] = summary
+        work.rule_count += summary.rules
+        if full or work.incremental or _service_matches(sp, changed) or not prev_chains.issuperset(out.chains) \
                 or any(prev_sets.get(s) != t for s, t in out.sets.items()):
             if len(pending) == batch_services:
-                service_txs.append("".join(pending))
-                pending = []
+                work.service_txs.append("".join(pending))
+                pending.clear()
             lines = _service_lines(out, prev_chains, prev_sets)
             pending.append(_tx(lines) if lines else "")
 
-    known = prev_chains | {c for c in existing if not is_affinity_set(c)}
-    stale = sorted(c for c in known - active if is_service_chain(c))
-    known_sets = set(prev_sets) | {s for s in existing if is_affinity_set(s)}
-    stale_sets = sorted(known_sets - set(active_sets))
-    # `add` first: flushing a chain someone already deleted is then not an error. Chains a previous sync
-    # already flushed are left alone (they wait for the proxier's deletion).
+
+def _stale(work: _Work, previous: Rendered | None, existing: set[str]) -> tuple[list[str], list[str]]:
+    """(per-service chains nothing uses any more, the lines that flush them and delete stale sets). `add`
+    first: flushing a chain someone already deleted is then not an error. Chains a previous sync already
+    flushed are left alone (they wait for the proxier's deletion)."""
+    known = work.prev_chains | {c for c in existing if not is_affinity_set(c)}
+    stale = sorted(c for c in known - work.active if is_service_chain(c))
+    known_sets = set(work.prev_sets) | {s for s in existing if is_affinity_set(s)}
+    stale_sets = sorted(known_sets - set(work.active_sets))
     already = set(previous.stale_chains) if previous else set()
     deletions = [line for c in stale if c not in already
                  for line in (f"add chain {T} {c}", f"flush chain {T} {c}")]
     deletions += [f"delete set {T} {s}" for s in stale_sets]
+    return stale, deletions
 
-    element_lines: list[str] = []
+
+def _element_lines(work: _Work, previous: Rendered | None, full: bool) -> list[str]:
+    """Full: flush every map and set, then add every element. Partial: the element changes against
+    `previous` (only those of the re-rendered service ports when rendering incrementally)."""
+    elements, comments = work.elements, work.comments
+    lines: list[str] = []
     if full:
         kinds = {name: kind for name, (kind, _, _) in CONTAINERS.items()}
-        element_lines += [f"flush {kinds[name]} {T} {name}" for name in CONTAINERS]
+        lines += [f"flush {kinds[name]} {T} {name}" for name in CONTAINERS]
         for name in CONTAINERS:
             for k, value in elements[name].items():
-                element_lines.append(_element(name, k, value, comments.get((name, k), "")))
-    else:
-        assert previous is not None
-        for name in CONTAINERS:
-            old_map, new = previous.elements.get(name, {}), elements[name]
-            if prev_summaries:  # only the elements of the re-rendered service ports can differ
-                mine = sorted(k for c, k in touched if c == name)
-                olds = [(k, old_map[k]) for k in mine if k in old_map]
-                news = [(k, new[k]) for k in mine if k in new]
-            else:
-                olds, news = list(old_map.items()), list(new.items())
-            for k, value in olds:
-                if k not in new or new[k] != value:
-                    element_lines.append(_delete_element(name, k))
-            for k, value in news:
-                if old_map.get(k) != value:
-                    element_lines.append(_element(name, k, value, comments.get((name, k), "")))
+                lines.append(_element(name, k, value, comments.get((name, k), "")))
+        return lines
+    assert previous is not None
+    for name in CONTAINERS:
+        old_map, new = previous.elements.get(name, {}), elements[name]
+        if work.incremental:
+            mine = sorted(k for c, k in work.touched if c == name)
+            olds = [(k, old_map[k]) for k in mine if k in old_map]
+            news = [(k, new[k]) for k in mine if k in new]
+        else:
+            olds, news = list(old_map.items()), list(new.items())
+        for k, value in olds:
+            if k not in new or new[k] != value:
+                lines.append(_delete_element(name, k))
+        for k, value in news:
+            if old_map.get(k) != value:
+                lines.append(_element(name, k, value, comments.get((name, k), "")))
+    return lines
 
+
+def _batches(work: _Work, node: NodeContext, full: bool, tail_lines: list[str]) -> list[str]:
+    """The transactions in order. Full: the base, the service ports' batches, then the elements and
+    deletions. Large partial syncs (a namespace deleted...) are split like full ones; the common small one
+    is a single transaction (its chains, then the element changes and stale chains)."""
     batches: list[str] = []
-    last = "".join(pending)
-    del pending
+    last = "".join(work.pending)
+    work.pending.clear()
     if full:
         batches.append(_tx(base_lines(node)))
-        batches.extend(service_txs)
+        batches.extend(work.service_txs)
         if last:
             batches.append(last)
-        batches.append(_tx(element_lines + deletions))
+        batches.append(_tx(tail_lines))
     else:
-        # Large partial syncs (a namespace deleted...) are split like full ones; the common small one is
-        # a single transaction (its chains, then the element changes and stale chains).
-        batches.extend(service_txs)
-        tail = last + (_tx(element_lines + deletions) if element_lines or deletions else "")
+        batches.extend(work.service_txs)
+        tail = last + (_tx(tail_lines) if tail_lines else "")
         if tail:
             batches.append(tail)
+    work.service_txs.clear()
+    return batches
+
+
+def _render(state: ProxyState, node: NodeContext, *, full: bool, changed: set[str], previous: Rendered | None,
+            existing: set[str], batch_services: int) -> Rendered:
+    work = _start(state, node, full, changed, previous)
+    _render_services(work, state, node, full, changed, batch_services)
+    stale, deletions = _stale(work, previous, existing)
+    batches = _batches(work, node, full, _element_lines(work, previous, full) + deletions)
     return Rendered(
         batches=batches,
-        chains={TABLE: active | set(stale)},
-        elements=elements,
-        sets=active_sets,
-        rule_count=rule_count,
+        chains={TABLE: work.active | set(stale)},
+        elements=work.elements,
+        sets=work.active_sets,
+        rule_count=work.rule_count,
         full=full,
-        service_chains=service_chains,
+        service_chains=work.service_chains,
         stale_chains=tuple(stale),
-        summaries=summaries,
+        summaries=work.summaries,
     )
 
 

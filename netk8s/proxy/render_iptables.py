@@ -17,34 +17,37 @@ Where netk8s departs from kube-proxy, and why:
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from netk8s.model.iptsave import chain_names, table_lines
+from netk8s.model.naming import (
+    EXT_PREFIX,
+    FW_PREFIX,
+    KUBE_EXTERNAL_SERVICES,
+    KUBE_FORWARD,
+    KUBE_MARK_MASQ,
+    KUBE_NODEPORTS,
+    KUBE_POSTROUTING,
+    KUBE_PROXY_FIREWALL,
+    KUBE_SERVICES,
+    SEP_PREFIX,
+    SVC_PREFIX,
+    SVL_PREFIX,
+    kube_chain_hash,
+)
 from netk8s.proxy.model import (
+    NO_ENDPOINTS,
+    NO_LOCAL_ENDPOINTS,
     Endpoint,
     NodeContext,
     ProxyState,
     ServicePort,
-    categorize,
-    has_usable_endpoints,
+    plan_service,
 )
 
-KUBE_SERVICES = "KUBE-SERVICES"
-KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
-KUBE_NODEPORTS = "KUBE-NODEPORTS"
-KUBE_POSTROUTING = "KUBE-POSTROUTING"
-KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
-KUBE_FORWARD = "KUBE-FORWARD"
-KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
-
-SVC_PREFIX = "KUBE-SVC-"
-SVL_PREFIX = "KUBE-SVL-"
-EXT_PREFIX = "KUBE-EXT-"
-FW_PREFIX = "KUBE-FW-"
-SEP_PREFIX = "KUBE-SEP-"
 SERVICE_CHAIN_PREFIXES = (SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, FW_PREFIX, SEP_PREFIX)
 
 # The top-level chains every sync rewrites, in kube-proxy's declaration order.
@@ -86,25 +89,10 @@ JUMP_COUNT = sum(len(jumps) for chains in BUILTIN_JUMPS.values() for jumps in ch
 LARGE_CLUSTER_ENDPOINTS = 1000
 
 
-# base32 alphabet (RFC 4648) by pairs: one lookup encodes 10 bits.
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)
-
-
-def fast_chain_hash(prefix: str, text: str) -> str:
-    """naming.kube_chain_hash (prefix + the first 16 base32 characters of sha256(text)) without
-    base64.b32encode, whose pure-Python loop was a third of a 10,000-Service render: the 80 bits are
-    encoded as 8 lookups of 10 bits. tests/unit check both agree."""
-    n = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
-    p = _B32_PAIRS
-    return (prefix + p[n >> 70] + p[(n >> 60) & 1023] + p[(n >> 50) & 1023] + p[(n >> 40) & 1023]
-            + p[(n >> 30) & 1023] + p[(n >> 20) & 1023] + p[(n >> 10) & 1023] + p[n & 1023])
-
-
 @lru_cache(maxsize=1 << 17)
 def _chain_name(prefix: str, text: str) -> str:
     """Chain names are recomputed on every sync for every endpoint: cached per (prefix, key)."""
-    return fast_chain_hash(prefix, text)
+    return kube_chain_hash(prefix, text)
 
 
 def is_service_chain(name: str) -> bool:
@@ -180,39 +168,31 @@ def _q(comment: str) -> str:
     return f'"{comment}"' if " " in comment else comment
 
 
+_VERDICTS = {NO_ENDPOINTS: ("REJECT", "has no endpoints"), NO_LOCAL_ENDPOINTS: ("DROP", "has no local endpoints")}
+
+
+def _verdict(verdict: str, key: str) -> tuple[str, str]:
+    """(target, quoted comment) of a ServicePlan verdict; ("", "") for none."""
+    if not verdict:
+        return "", ""
+    target, why = _VERDICTS[verdict]
+    return target, f'"{key} {why}"'
+
+
 def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContext, mark_masq: str,
                     large: bool) -> _ServiceOut:
     key = sp.key
     proto = sp.proto_lower
     mproto = f"-m {proto} -p {proto}"
-    svc = svc_chain(sp)
+    plan = plan_service(sp, eps)
+    cluster, local, reachable = plan.cluster, plan.local, plan.reachable
     # Hash only the names this port can use (hashing is most of a render's time).
-    svl = svl_chain(sp) if sp.internal_policy_local or sp.external_policy_local else ""
-    ext = ext_chain(sp) if sp.externally_accessible else ""
-    cluster, local, reachable = categorize(sp, eps)
-    has_eps = has_usable_endpoints(eps)
-
-    uses_cluster_chain = bool(cluster) and sp.uses_cluster_endpoints
-    uses_local_chain = bool(local) and sp.uses_local_endpoints
-    internal_chain, has_internal = svc, has_eps
-    if sp.internal_policy_local:
-        internal_chain = svl
-        has_internal = has_eps and bool(local)
-    external_policy_chain, has_external = svc, has_eps
-    if sp.external_policy_local:
-        external_policy_chain = svl
-        has_external = has_eps and bool(local)
-    uses_ext_chain = has_eps and sp.externally_accessible
-
-    int_target = int_comment = ext_target = ext_comment = ""
-    if not has_eps:
-        int_target = ext_target = "REJECT"
-        int_comment = ext_comment = f'"{key} has no endpoints"'
-    else:
-        if not has_internal:
-            int_target, int_comment = "DROP", f'"{key} has no local endpoints"'
-        if not has_external:
-            ext_target, ext_comment = "DROP", f'"{key} has no local endpoints"'
+    svc, svl, ext = svc_chain(sp), svl_chain(sp) if plan.needs_local_chain else "", \
+        ext_chain(sp) if plan.needs_external_chain else ""
+    internal_chain = svl if plan.internal_local else svc
+    external_policy_chain = svl if plan.external_local else svc
+    int_target, int_comment = _verdict(plan.internal_verdict, key)
+    ext_target, ext_comment = _verdict(plan.external_verdict, key)
 
     filt: list[str] = []
     top: list[str] = []
@@ -221,7 +201,7 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
     cip, port = sp.cluster_ip, sp.port
 
     # Capture the ClusterIP.
-    if has_internal:
+    if plan.has_internal:
         top.append(f'-A {KUBE_SERVICES} -m comment --comment "{key} cluster IP" {mproto} -d {cip} '
                    f'--dport {port} -j {internal_chain}')
     else:
@@ -229,27 +209,27 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
                     f'--dport {port} -j {int_target}')
     # Capture externalIPs.
     for eip in sp.external_ips:
-        if has_eps:
+        if plan.has_endpoints:
             top.append(f'-A {KUBE_SERVICES} -m comment --comment "{key} external IP" {mproto} -d {eip} '
                        f'--dport {port} -j {ext}')
-        if not has_external:
+        if not plan.has_external:
             filt.append(f'-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} {mproto} '
                         f'-d {eip} --dport {port} -j {ext_target}')
     # Capture load-balancer ingress.
     for lbip in sp.load_balancer_ips:
-        if has_eps:
+        if plan.has_endpoints:
             top.append(f'-A {KUBE_SERVICES} -m comment --comment "{key} loadbalancer IP" {mproto} '
                        f'-d {lbip} --dport {port} -j {ext}')
-    if not has_external:
+    if not plan.has_external:
         for lbip in sp.load_balancer_ips:
             filt.append(f'-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} {mproto} '
                         f'-d {lbip} --dport {port} -j {ext_target}')
     # Capture nodeports.
     if sp.node_port:
-        if has_eps:
+        if plan.has_endpoints:
             top.append(f'-A {KUBE_NODEPORTS} -m comment --comment {key} {mproto} --dport {sp.node_port} '
                        f'-j {ext}')
-        if not has_external:
+        if not plan.has_external:
             filt.append(f'-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment} '
                         f'-m addrtype --dst-type LOCAL {mproto} --dport {sp.node_port} -j {ext_target}')
     # Capture healthCheckNodePorts (accepted whether or not this node has local endpoints).
@@ -258,13 +238,13 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
                     f'-m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT')
 
     # Internal traffic: masquerade off-cluster sources reaching the ClusterIP (kube-proxy --cluster-cidr).
-    if has_internal:
+    if plan.has_internal:
         rules.append(f'-A {internal_chain} -m comment --comment "{key} cluster IP" {mproto} -d {cip} '
                      f'--dport {port} ! -s {node.cluster_cidr} -j {KUBE_MARK_MASQ}')
     # External traffic: every external destination jumps to KUBE-EXT-, which applies the policy.
-    if uses_ext_chain:
+    if plan.uses_external_chain:
         chains.append(ext)
-        if not sp.external_policy_local:
+        if plan.masquerade_external:
             rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {key} external destinations" '
                          f'-j {KUBE_MARK_MASQ}')
         else:
@@ -274,13 +254,13 @@ def _render_service(sp: ServicePort, eps: tuple[Endpoint, ...], node: NodeContex
                          f'destinations" -m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}')
             rules.append(f'-A {ext} -m comment --comment "route LOCAL traffic for {key} external '
                          f'destinations" -m addrtype --src-type LOCAL -j {svc}')
-        if has_external:
+        if plan.has_external:
             rules.append(f'-A {ext} -j {external_policy_chain}')
     seps = {ep.addr: sep_chain(sp, ep) for ep in reachable}
-    if uses_cluster_chain:
+    if plan.uses_cluster_chain:
         chains.append(svc)
         _endpoint_rules(rules, sp, svc, cluster, seps, large)
-    if uses_local_chain:
+    if plan.uses_local_chain:
         chains.append(svl)
         _endpoint_rules(rules, sp, svl, local, seps, large)
     # Per-endpoint chains.
@@ -439,11 +419,10 @@ def chains_for_cleanup(existing: Mapping[str, Iterable[str]] | Iterable[str] = (
         filter_existing = set(existing.get("filter", ()))
     else:
         nat_existing, filter_existing = set(existing), set()
-    sections = {t: _section(saved.get(t, ""), t) for t in ("filter", "nat")} if saved is not None else None
+    sections = {t: table_lines(saved.get(t, ""), t) for t in ("filter", "nat")} if saved is not None else None
     if sections is not None:
         for table, found in (("filter", filter_existing), ("nat", nat_existing)):
-            found.update(line[1:].split()[0] for line in sections[table]
-                         if line.startswith(":") and len(line) > 1)
+            found.update(chain_names(sections[table]))
     tables = {
         "filter": list(FILTER_TOP_CHAINS) + sorted(
             c for c in filter_existing if c.startswith("KUBE-") and c not in FILTER_TOP_CHAINS),
@@ -462,20 +441,6 @@ def chains_for_cleanup(existing: Mapping[str, Iterable[str]] | Iterable[str] = (
         lines.append("COMMIT")
     lines.append("")
     return "\n".join(lines)
-
-
-def _section(text: str, table: str) -> list[str]:
-    """The lines between `*table` and its COMMIT in iptables-save output, counters stripped."""
-    out: list[str] = []
-    inside = False
-    for line in text.splitlines():
-        if line.startswith("*"):
-            inside = line[1:].strip() == table
-        elif inside and line.strip() == "COMMIT":
-            inside = False
-        elif inside:
-            out.append(line.split("] ", 1)[1] if line.startswith("[") and "] " in line else line)
-    return out
 
 
 def _saved_rules(section: list[str], chain: str) -> set[tuple[str, ...]]:

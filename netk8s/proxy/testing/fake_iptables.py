@@ -13,7 +13,9 @@ FakeRestore models legacy iptables-restore semantics (the backend netk8s program
 committed at its COMMIT line; `--noflush` keeps chains that the input does not declare; declaring a user
 chain creates or flushes it; declaring a built-in chain only sets its policy (it is NOT flushed).
 `FakeRestore.ensure_rules` is the fake of netk8s.dataplane.iptables.ensure_rules (the built-in chains'
-jumps, which the iptables proxier ensures apart from its restore text).
+jumps, which the iptables proxier ensures apart from its restore text). FakeRestore implements the
+IptablesKernel protocol (restore, chain_exists, list_chains, ensure_rules, save), so
+netk8s.proxy.backend_iptables runs on it unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from netk8s.errors import KernelError, ValidationError
+from netk8s.model import naming
 
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
@@ -62,6 +65,7 @@ class Rule:
     recent: dict[str, object] | None = None
     mark: tuple[bool, int, int] | None = None
     ctstate: tuple[bool, frozenset[str]] | None = None
+    match_set: tuple[bool, str, str] | None = None  # -m set --match-set NAME DIRS (the ipvs mode's rules)
     comment: str | None = None
     target: str | None = None
     target_opts: dict[str, str] = field(default_factory=dict)
@@ -125,10 +129,13 @@ def parse_rule(chain: str, args: list[str]) -> Rule:
             r.dport = (neg, int(lo), int(hi or lo))
         elif tok == "-m" or tok == "--match":
             mod = value()
-            if mod not in _NOOP_MODULES | {"addrtype", "statistic", "recent", "mark", "conntrack"}:
+            if mod not in _NOOP_MODULES | {"addrtype", "statistic", "recent", "mark", "conntrack", "set"}:
                 r.unsupported.append(f"-m {mod}")
         elif tok == "--comment":
             r.comment = value()
+        elif tok == "--match-set":
+            name = value()
+            r.match_set = (neg, name, value())
         elif tok == "--dst-type":
             r.dst_type = (neg, value())
         elif tok == "--src-type":
@@ -391,11 +398,23 @@ class FakeRestore:
     def chains(self, table: str) -> set[str]:
         return set(self.tables.get(table, {}))
 
-    def save(self) -> str:
-        """iptables-save style text of the current state."""
+    # -- the IptablesKernel protocol (netk8s.proxy.backend_iptables), as netk8s.dataplane.iptables has it
+    def restore(self, text: str) -> None:
+        self.apply(text)
+
+    def chain_exists(self, table: str, chain: str) -> bool:
+        return chain in self.tables.get(table, {})
+
+    def list_chains(self, table: str) -> set[str]:
+        return self.chains(table)
+
+    def save(self, table: str | None = None) -> str:
+        """iptables-save style text of the current state (of one table, as `iptables-save -t TABLE`)."""
         lines: list[str] = []
-        for table, chains in self.tables.items():
-            lines.append(f"*{table}")
+        for name, chains in self.tables.items():
+            if table is not None and name != table:
+                continue
+            lines.append(f"*{name}")
             ordered = [c for c in chains.values() if c.builtin] + sorted(
                 (c for c in chains.values() if not c.builtin), key=lambda c: c.name)
             lines.extend(f":{c.name} {c.policy} [0:0]" for c in ordered)
@@ -428,7 +447,7 @@ class Ruleset:
     @classmethod
     def parse(cls, text: str, jumps: dict[str, dict[str, tuple[str, ...]]] | None = None) -> Ruleset:
         """From iptables-restore input (a render) or iptables-save output (with or without -c).
-        `jumps`: the built-in chains' jumps to add first (netk8s.proxy.iptables.BUILTIN_JUMPS: a render
+        `jumps`: the built-in chains' jumps to add first (netk8s.proxy.render_iptables.BUILTIN_JUMPS: a render
         does not hold them, the proxier ensures them apart), so a trace starts at the real hooks."""
         fake = FakeRestore(strict=False)
         if jumps:
@@ -474,13 +493,17 @@ class _Packet:
 
 
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+# (set name, direction flags e.g. "dst,dst", src ip, protocol, dst ip, dst port) -> member?
+IpsetLookup = Callable[[str, str, str, str, str, int], bool]
 _MAX_STEPS = 100_000
 
 
 class _Tracer:
     def __init__(self, rs: Ruleset, local_ips: set[ipaddress.IPv4Address],
-                 rand: Callable[[], float], recent: dict[str, dict[str, float]], now: float) -> None:
+                 rand: Callable[[], float], recent: dict[str, dict[str, float]], now: float,
+                 ipsets: IpsetLookup | None = None) -> None:
         self.rs = rs
+        self.ipsets = ipsets
         self.local = local_ips
         self.rand = rand
         self.recent = recent
@@ -559,6 +582,12 @@ class _Tracer:
             return False
         if r.recent is not None and not self._recent(r, p):
             return False
+        if r.match_set is not None:
+            if self.ipsets is None:
+                raise ValidationError(f"trace: rule {r.text!r} matches an ipset and the trace was given none")
+            neg, name, dirs = r.match_set
+            if self.ipsets(name, dirs, str(p.src), p.proto, str(p.dst), p.dport) == neg:
+                return False
         if r.probability is not None:
             return self.rand() < r.probability  # xt_statistic: match when random < probability
         return True
@@ -620,7 +649,8 @@ def _rand_source(rand: float | Sequence[float] | Callable[[], float]) -> Callabl
 
 
 # kube-proxy's own test tracer runs these filter chains directly when no built-in jumps are present.
-_FILTER_FALLBACK = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL")
+_FILTER_FALLBACK = (naming.KUBE_SERVICES, naming.KUBE_EXTERNAL_SERVICES, naming.KUBE_NODEPORTS,
+                    naming.KUBE_PROXY_FIREWALL)
 
 
 def trace(
@@ -631,6 +661,7 @@ def trace(
     now: float = 0.0,
     hook: str = "PREROUTING",
     masquerade_mark: int = 0x4000,
+    ipsets: IpsetLookup | None = None,
 ) -> TraceResult:
     """Follow a new connection's first packet through nat then filter.
 
@@ -638,16 +669,17 @@ def trace(
     each `-m statistic --mode random` draw returns (a match when rand < probability), a sequence
     consumed one value per draw, or a callable. `recent`: `-m recent` lists {name: {src ip: last seen}}
     updated in place by `--set`, so successive traces see affinity; `now` is the clock for --seconds.
+    `ipsets`: answers `-m set --match-set NAME DIRS` (netk8s.proxy.testing.fake_ipvs.FakeIpsets.lookup).
     `hook`: PREROUTING (a packet arriving at the node) or OUTPUT (sent by the node itself).
     """
     if hook not in ("PREROUTING", "OUTPUT"):
         raise ValidationError(f"trace: hook must be PREROUTING or OUTPUT, not {hook!r}")
     pkt = _Packet(ipaddress.IPv4Address(src), proto.lower(), ipaddress.IPv4Address(dst), int(dport))
     local = {ipaddress.IPv4Address(ip) for ip in local_dst_ips}
-    tr = _Tracer(ruleset, local, _rand_source(rand), recent if recent is not None else {}, now)
+    tr = _Tracer(ruleset, local, _rand_source(rand), recent if recent is not None else {}, now, ipsets)
 
     dnat: str | None = None
-    nat_start = hook if ruleset.chain("nat", hook) is not None else "KUBE-SERVICES"
+    nat_start = hook if ruleset.chain("nat", hook) is not None else naming.KUBE_SERVICES
     target, rule = tr.run("nat", nat_start, pkt)
     if target == "DNAT" and rule is not None:
         dnat = rule.target_opts.get("to-destination")
