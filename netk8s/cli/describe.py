@@ -917,6 +917,70 @@ def _describe_generic(w: _Writer, obj: dict, related: dict[str, list[dict]], now
     _describe_events(w, _events_for(obj, related), now)
 
 
+def _secret_sizes(secret: dict) -> dict[str, int]:
+    import base64
+    import binascii
+
+    sizes = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            sizes[key] = len(base64.b64decode(str(value), validate=True))
+        except (binascii.Error, ValueError):
+            sizes[key] = len(str(value))
+    return sizes
+
+
+def _describe_secret(w: _Writer, secret: dict, related: dict[str, list[dict]], now: float) -> None:
+    """describeSecret: sizes only, never the values."""
+    meta = _meta(secret)
+    w.write(0, f"Name:\t{meta.get('name', '')}\n")
+    w.write(0, f"Namespace:\t{meta.get('namespace', '')}\n")
+    _labels_multiline(w, "Labels", meta.get("labels"))
+    _annotations_multiline(w, "Annotations", meta.get("annotations"))
+    w.write(0, f"\nType:\t{secret.get('type') or 'Opaque'}\n\n")
+    w.write(0, "Data\n====\n")
+    for key, size in sorted(_secret_sizes(secret).items()):
+        w.write(0, f"{key}:\t{size} bytes\n")
+
+
+def _ingress_backend(backend: dict | None) -> str:
+    if not backend:
+        return "<default>"
+    if backend.get("resource"):
+        res = backend["resource"]
+        return f"APIGroup: {res.get('apiGroup', '')}, Kind: {res.get('kind', '')}, Name: {res.get('name', '')}"
+    svc = backend.get("service") or {}
+    port = svc.get("port") or {}
+    return f"{svc.get('name', '')}:{port.get('name') or port.get('number', '')}"
+
+
+def _describe_ingress(w: _Writer, ing: dict, related: dict[str, list[dict]], now: float) -> None:
+    """describeIngressV1: class, default backend, TLS, the rules table, annotations, events."""
+    from netk8s.cli.printers import load_balancer_ips
+
+    meta, spec = _meta(ing), ing.get("spec") or {}
+    w.write(0, f"Name:\t{meta.get('name', '')}\n")
+    _labels_multiline(w, "Labels", meta.get("labels"))
+    w.write(0, f"Namespace:\t{meta.get('namespace', '')}\n")
+    w.write(0, f"Address:\t{load_balancer_ips(ing, True)}\n")
+    w.write(0, f"Ingress Class:\t{spec.get('ingressClassName') or '<none>'}\n")
+    w.write(0, f"Default backend:\t{_ingress_backend(spec.get('defaultBackend'))}\n")
+    if spec.get("tls"):
+        w.write(0, "TLS:\n")
+        for tls in spec["tls"]:
+            hosts = ",".join(tls.get("hosts") or [])
+            w.write(1, f"{tls.get('secretName') or 'SNI'} terminates {hosts}\n")
+    w.write(0, "Rules:\n")
+    w.write(1, "Host\tPath\tBackends\n")
+    w.write(1, "----\t----\t--------\n")
+    for rule in spec.get("rules") or []:
+        w.write(1, f"{rule.get('host') or '*'}\t\t\n")
+        for path in (rule.get("http") or {}).get("paths") or []:
+            w.write(2, f"\t{path.get('path', '')}\t{_ingress_backend(path.get('backend'))}\n")
+    _annotations_multiline(w, "Annotations", meta.get("annotations"))
+    _describe_events(w, _events_for(ing, related), now)
+
+
 _DESCRIBERS: dict[str, Callable[[_Writer, dict, dict[str, list[dict]], float], None]] = {
     "Pod": _describe_pod,
     "Deployment": _describe_deployment,
@@ -927,6 +991,8 @@ _DESCRIBERS: dict[str, Callable[[_Writer, dict, dict[str, list[dict]], float], N
     "Service": _describe_service,
     "Endpoints": _describe_endpoints,
     "EndpointSlice": _describe_endpointslice,
+    "Secret": _describe_secret,
+    "Ingress": _describe_ingress,
 }
 
 

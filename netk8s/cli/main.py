@@ -198,7 +198,10 @@ def apply(ctx: click.Context, files: tuple[str, ...]) -> None:
     from netk8s.model.validate import validate_batch
 
     stdin_text = sys.stdin.read() if "-" in files else None
-    objs = validate_batch(load_documents(list(files), stdin_text))
+    warnings: list[str] = []
+    objs = validate_batch(load_documents(list(files), stdin_text), warnings)
+    for warning in warnings:
+        click.echo(f"Warning: {warning}", err=True)
     if not objs:
         raise ValidationError("error: no objects passed to apply")
     store = open_lab_store(ctx)

@@ -524,6 +524,43 @@ def _endpointslice_row(obj: dict, now: float, wide: bool) -> list[str]:
             format_age(_meta(obj).get("creationTimestamp"), now)]
 
 
+def ingress_hosts(ingress: dict) -> str:
+    """formatHosts (kubectl printers.go): up to 3 rule hosts, `*` when no rule names one."""
+    rules = _spec(ingress).get("rules") or []
+    hosts: list[str] = []
+    more = False
+    for rule in rules:
+        if len(hosts) == _MAX_LISTED:
+            more = True
+        if not more and rule.get("host"):
+            hosts.append(str(rule["host"]))
+    if not hosts:
+        return "*"
+    text = ",".join(hosts)
+    return f"{text} + {len(rules) - _MAX_LISTED} more..." if more else text
+
+
+def _ingress_row(obj: dict, now: float, wide: bool) -> list[str]:
+    spec = _spec(obj)
+    return [str(spec.get("ingressClassName") or NONE), ingress_hosts(obj), load_balancer_ips(obj, wide),
+            "80, 443" if spec.get("tls") else "80", format_age(_meta(obj).get("creationTimestamp"), now)]
+
+
+def _ingressclass_row(obj: dict, now: float, wide: bool) -> list[str]:
+    spec = _spec(obj)
+    params = spec.get("parameters")
+    shown = NONE
+    if params:
+        shown = str(params.get("kind", "")) + (f".{params['apiGroup']}" if params.get("apiGroup") else "")
+        shown += f"/{params.get('name', '')}"
+    return [str(spec.get("controller", "")), shown, format_age(_meta(obj).get("creationTimestamp"), now)]
+
+
+def _secret_row(obj: dict, now: float, wide: bool) -> list[str]:
+    count = len(obj.get("data") or {}) + len(obj.get("stringData") or {})
+    return [str(obj.get("type") or "Opaque"), str(count), format_age(_meta(obj).get("creationTimestamp"), now)]
+
+
 def _generic_row(obj: dict, now: float, wide: bool) -> list[str]:
     return [format_age(_meta(obj).get("creationTimestamp"), now)]
 
@@ -545,6 +582,9 @@ _TABLES: dict[str, tuple[list[str], list[str], RowFn]] = {
     "Service": (["TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], ["SELECTOR"], _service_row),
     "Endpoints": (["ENDPOINTS", "AGE"], [], _endpoints_row),
     "EndpointSlice": (["ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], [], _endpointslice_row),
+    "Ingress": (["CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], [], _ingress_row),
+    "IngressClass": (["CONTROLLER", "PARAMETERS", "AGE"], [], _ingressclass_row),
+    "Secret": (["TYPE", "DATA", "AGE"], [], _secret_row),
 }
 
 

@@ -69,6 +69,8 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
     if paths.root.exists():
         shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True)
+    # The store holds Secrets: only root may read the lab's state (kube-apiserver's etcd data is 0700).
+    paths.root.chmod(0o700)
     info = LabInfo(name, nodes, overlay, proxy_mode, f"sqlite://{paths.store}", time.time())
     try:
         plan = topology.plan_lab(name, nodes)
@@ -76,6 +78,7 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         topology.build_lab(plan)
         store = open_store(info.store)
         store.close()
+        paths.store.chmod(0o600)
         # node shells and agents use the legacy xtables tools as plain `iptables` (README: iptables backend)
         bin_dir_for_legacy(paths.root / "bin")
         paths.lab_file.write_text(json.dumps(asdict(info), indent=2))
