@@ -24,6 +24,7 @@ class RenderOptions:
     default_certificate: str  # file name in certs_dir of the default server's certificate
     http_port: int = 80
     https_port: int = 443
+    bind_address: str = ""  # listen on every address of the pod unless set
     worker_processes: int = 1
     user: str = "nobody"
     group: str = "nogroup"
@@ -35,8 +36,9 @@ def _quote(text: str) -> str:
 
 
 def _listen(opts: RenderOptions, default: bool) -> list[str]:
-    suffix = " default_server reuseport backlog=4096" if default else ""
-    return [f"listen {opts.http_port}{suffix};", f"listen {opts.https_port} ssl{suffix};"]
+    suffix = " default_server backlog=4096" if default else ""
+    addr = f"{opts.bind_address}:" if opts.bind_address else ""
+    return [f"listen {addr}{opts.http_port}{suffix};", f"listen {addr}{opts.https_port} ssl{suffix};"]
 
 
 def _location(loc: Location, opts: RenderOptions) -> list[str]:
