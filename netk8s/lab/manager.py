@@ -52,7 +52,7 @@ def load_lab(name: str) -> LabInfo:
 
 def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str = "vxlan",
            store_kind: str = "sqlite", progress: Callable[[str], None] = lambda s: None,
-           timeout: float = 60.0, dns: bool = True) -> LabInfo:
+           timeout: float = 60.0, dns: bool = True, ingress: bool = True) -> LabInfo:
     naming.check_lab_name(name)
     if not 1 <= nodes <= 50:
         raise LabError(f"--nodes: must be between 1 and 50, got {nodes}")
@@ -95,6 +95,9 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         if dns:
             progress("deploying cluster DNS (kube-system/kube-dns, 10.96.0.10)")
             deploy_dns(info, timeout)
+        if ingress:
+            progress("deploying ingress-nginx (ingress-nginx/ingress-nginx-controller, IngressClass nginx)")
+            deploy_ingress(info, timeout)
     except BaseException:
         lab_down(name)
         raise
@@ -162,6 +165,32 @@ def deploy_dns(info: LabInfo, timeout: float) -> None:
                 raise LabError(f"cluster DNS not Ready after {timeout:.0f}s ({len(ready)} of "
                                f"{addons.DNS_REPLICAS} kube-dns pods Ready)",
                                hint="see 'netk8s get pods -n kube-system' and 'netk8s logs -n kube-system POD'")
+            time.sleep(0.1)
+    finally:
+        store.close()
+
+
+def deploy_ingress(info: LabInfo, timeout: float) -> None:
+    """Apply ingress-nginx (namespace, IngressClass, Deployment, LoadBalancer Service), then wait until a
+    controller pod is Ready and the Service has its LoadBalancer IP."""
+    from netk8s.cli.ops import apply_objects, pod_ready
+    from netk8s.model.validate import validate_batch
+
+    store = open_store(info.store)
+    deadline = time.monotonic() + timeout
+    try:
+        apply_objects(store, validate_batch([("ingress-nginx add-on", o) for o in addons.ingress_objects(info.store)]))
+        while True:
+            pods, _ = store.list("Pod", addons.INGRESS_NAMESPACE)
+            ready = [p for p in pods if pod_ready(p)]
+            svc = store.try_get("Service", addons.INGRESS_NAMESPACE, addons.INGRESS_NAME) or {}
+            lb = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+            if ready and lb:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"ingress-nginx not Ready after {timeout:.0f}s ({len(ready)} controller pods Ready, "
+                               f"LoadBalancer IP {'assigned' if lb else 'pending'})",
+                               hint="see 'netk8s get pods -n ingress-nginx' and 'netk8s logs -n ingress-nginx POD'")
             time.sleep(0.1)
     finally:
         store.close()
