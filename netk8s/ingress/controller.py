@@ -30,6 +30,7 @@ WATCHED_KINDS = ["Ingress", "IngressClass", "Service", "EndpointSlice", "Secret"
 DEFAULT_CERT_FILE = "default-fake-certificate.pem"
 QUIET = 0.05  # seconds without events before a sync: a burst of changes is one reload
 MAX_BATCH = 0.5  # ... but a steady stream of changes still syncs this often
+POLL = 0.25  # longest wait for events: how soon a stop request (SIGTERM) is seen
 
 
 @dataclass
@@ -132,7 +133,7 @@ class IngressController:
         self.informer.sync()
         self.sync()
         while not stopping():
-            events = self.informer.poll(1.0)
+            events = self.informer.poll(POLL)
             if events:
                 batch_end = time.monotonic() + MAX_BATCH
                 while time.monotonic() < batch_end and self.informer.poll(QUIET):

@@ -28,7 +28,10 @@ class RenderOptions:
     worker_processes: int = 1
     user: str = "nobody"
     group: str = "nogroup"
-    worker_shutdown_timeout: int = 10  # seconds old workers get to finish requests after a reload
+    # Seconds old workers get to finish their requests after a reload (ingress-nginx's default): a request
+    # that started before the reload may still be retrying endpoints that went away (5 s connect timeout
+    # each); cutting it short would close the client's connection without a response.
+    worker_shutdown_timeout: int = 240
 
 
 def _quote(text: str) -> str:
@@ -36,7 +39,10 @@ def _quote(text: str) -> str:
 
 
 def _listen(opts: RenderOptions, default: bool) -> list[str]:
-    suffix = " default_server backlog=4096" if default else ""
+    # deferred (TCP_DEFER_ACCEPT): a connection reaches nginx with its request already there, so a worker
+    # that a reload retires never holds an accepted connection still waiting for its first bytes (it would
+    # close that one as idle, and the client would see the connection closed without a response).
+    suffix = " default_server backlog=4096 deferred" if default else ""
     addr = f"{opts.bind_address}:" if opts.bind_address else ""
     return [f"listen {addr}{opts.http_port}{suffix};", f"listen {addr}{opts.https_port} ssl{suffix};"]
 
@@ -116,7 +122,9 @@ def render(model: Model, opts: RenderOptions) -> str:
         "    proxy_send_timeout 60s;",
         "    proxy_read_timeout 60s;",
         "    proxy_next_upstream error timeout;",
-        "    proxy_next_upstream_tries 3;",
+        # 0: try every peer once if need be (ingress-nginx defaults to 3): an endpoint that went away between
+        # its pod stopping and the reload that drops it costs a retry, never a failed request.
+        "    proxy_next_upstream_tries 0;",
     ]
     for up in model.upstreams:
         out.append(f"    upstream {up.name} {{")
