@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import copy
 
+from netk8s.errors import ValidationError
+
 NETWORKING_V1 = "networking.k8s.io/v1"
 # API versions kube-apiserver served Ingress in before networking.k8s.io/v1 (removed in 1.22).
 LEGACY_INGRESS_VERSIONS = ("networking.k8s.io/v1beta1", "extensions/v1beta1")
@@ -120,3 +122,25 @@ def default_class_names(classes: list[dict]) -> list[str]:
     """The IngressClasses annotated as the cluster default, sorted."""
     return sorted(c["metadata"]["name"] for c in classes
                   if ((c.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true")
+
+
+def admit_default_class(ingress: dict, classes: list[dict]) -> dict:
+    """kube-apiserver's DefaultIngressClass admission (on create): an Ingress with neither
+    spec.ingressClassName nor the class annotation gets the default IngressClass's name. More than one
+    default class is refused (plugin/pkg/admission/network/defaultingressclass)."""
+    spec = ingress.get("spec")
+    if not isinstance(spec, dict) or spec.get("ingressClassName") is not None:
+        return ingress
+    if CLASS_ANNOTATION in ((ingress.get("metadata") or {}).get("annotations") or {}):
+        return ingress
+    defaults = default_class_names(classes)
+    if len(defaults) > 1:
+        name = (ingress.get("metadata") or {}).get("name", "?")
+        raise ValidationError(f"ingress/{name}: {len(defaults)} default IngressClasses were found, only 1 allowed "
+                              f"({', '.join(defaults)})",
+                              hint=f"set spec.ingressClassName, or remove {DEFAULT_CLASS_ANNOTATION} from all but one")
+    if not defaults:
+        return ingress
+    out = copy.deepcopy(ingress)
+    out["spec"]["ingressClassName"] = defaults[0]
+    return out

@@ -173,7 +173,7 @@ def test_status_gets_the_lb_ip_and_get_shows_the_columns(lab: Lab) -> None:
     out = lab.cli("get", "ingress").stdout.splitlines()
     assert out[0].split() == ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
     row = next(line.split() for line in out if line.startswith("my-ingress "))
-    assert row[1:5] == ["<none>", "www.example.com", ip, "80"]
+    assert row[1:5] == ["nginx", "www.example.com", ip, "80"]  # class set by the DefaultIngressClass admission
     assert lab.get_json("ingress", "my-ingress")["apiVersion"] == "networking.k8s.io/v1"
 
 

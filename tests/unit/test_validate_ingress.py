@@ -165,3 +165,25 @@ def test_get_ingress_columns_and_describe() -> None:
     shown = describe(secret, {}, 0.0)
     assert "tls.key:" in shown and "5 bytes" in shown
     assert "KEY!!" not in shown
+
+
+def test_default_ingress_class_admission_on_create(lab_env: Path, tmp_path: Path) -> None:  # noqa: F811
+    classes = tmp_path / "classes.yaml"
+    classes.write_text("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: nginx\n"
+                       "  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}\n"
+                       "spec: {controller: k8s.io/ingress-nginx}\n")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["apply", "-f", str(classes)]).exit_code == 0
+    assert runner.invoke(cli, ["apply", "-f", str(SEED)]).exit_code == 0
+    got = runner.invoke(cli, ["get", "ingress"])
+    assert got.stdout.splitlines()[1].split()[:3] == ["my-ingress", "nginx", "www.example.com"]
+    # a second apply of the same manifest keeps the class the admission set
+    assert "ingress.networking.k8s.io/my-ingress unchanged" in runner.invoke(cli, ["apply", "-f", str(SEED)]).stdout
+    second = tmp_path / "second.yaml"
+    second.write_text(classes.read_text().replace("name: nginx", "name: other"))
+    assert runner.invoke(cli, ["apply", "-f", str(second)]).exit_code == 0
+    legacy = tmp_path / "x.yaml"
+    legacy.write_text(SEED.read_text().replace("my-ingress", "x"))
+    refused = runner.invoke(cli, ["apply", "-f", str(legacy)])
+    assert refused.exit_code == 1
+    assert "ingress/x: 2 default IngressClasses were found, only 1 allowed (nginx, other)" in refused.stderr
