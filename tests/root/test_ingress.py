@@ -160,6 +160,13 @@ def test_seed_manifest_routes_by_host_and_other_hosts_get_404(lab: Lab) -> None:
     assert status == 200 and body.startswith("my-service-")
     status, body = via(lab, "nobody.example.com", "/hostname")
     assert status == 404 and "404 Not Found" in body
+    # the same through the NodePort of the node running the controller (externalTrafficPolicy Local)
+    svc = lab.get_json("svc", "ingress-nginx-controller", "-n", "ingress-nginx")
+    node_port = next(p["nodePort"] for p in svc["spec"]["ports"] if p["port"] == 80)
+    [controller] = lab.pods(namespace="ingress-nginx")
+    node_ip = lab.get_json("node", controller["spec"]["nodeName"])["status"]["addresses"][0]["address"]
+    status, body = curl(lab, "-H", "Host: www.example.com", f"http://{node_ip}:{node_port}/hostname")
+    assert status == 200 and body.startswith("my-service-")
     # nginx passes the external client's address (the Service keeps it: externalTrafficPolicy Local)
     assert via(lab, "www.example.com", "/header?key=X-Forwarded-For") == (200, str(naming.EXTERNAL_IP))
     assert via(lab, "www.example.com", "/header?key=X-Real-IP") == (200, str(naming.EXTERNAL_IP))
