@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netk8s.model import networking
@@ -204,7 +205,10 @@ def certificate_file(namespace: str, name: str, pem: bytes) -> str:
     return f"{namespace}-{name}-{hashlib.sha256(pem).hexdigest()[:12]}.pem"
 
 
-def build_model(snap: Snapshot, cfg: ControllerConfig, check_pair: object = None) -> Model:
+PairCheck = Callable[[bytes, bytes], str | None]
+
+
+def build_model(snap: Snapshot, cfg: ControllerConfig, check_pair: PairCheck | None = None) -> Model:
     """The servers, upstreams and certificates for this controller's Ingresses.
 
     `check_pair(cert_pem, key_pem) -> problem or None` validates a Secret's certificate and key (see
@@ -266,7 +270,7 @@ def build_model(snap: Snapshot, cfg: ControllerConfig, check_pair: object = None
                 problems.append(f"{where}: secret {ns}/{secret_name} not found or without tls.crt/tls.key; "
                                 "using the default certificate")
                 continue
-            problem = check_pair(cert, key) if callable(check_pair) else None
+            problem = check_pair(cert, key) if check_pair is not None else None
             if problem:
                 problems.append(f"{where}: secret {ns}/{secret_name}: {problem}; using the default certificate")
                 continue
