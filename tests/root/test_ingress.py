@@ -156,6 +156,7 @@ def served_by(lab: Lab, host: str, path: str) -> str:
 
 
 def test_seed_manifest_routes_by_host_and_other_hosts_get_404(lab: Lab) -> None:
+    lab.wait_for("the seed's rule served", lambda: via(lab, "www.example.com", "/hostname")[0] == 200)
     status, body = via(lab, "www.example.com", "/hostname")
     assert status == 200 and body.startswith("my-service-")
     status, body = via(lab, "nobody.example.com", "/hostname")
@@ -196,6 +197,7 @@ PATHS = [
 
 
 def test_path_routing_table(lab: Lab) -> None:
+    lab.wait_for("the routes Ingress served", lambda: served_by(lab, "paths.example.com", "/api") == "api")
     got = {p: served_by(lab, "paths.example.com", p) for p, _ in PATHS}
     assert got == dict(PATHS)
 
