@@ -981,6 +981,27 @@ def _describe_ingress(w: _Writer, ing: dict, related: dict[str, list[dict]], now
     _describe_events(w, _events_for(ing, related), now)
 
 
+def _describe_ingress_class(w: _Writer, cls: dict, related: dict[str, list[dict]], now: float) -> None:
+    """describeIngressClassV1: controller and parameters."""
+    meta, spec = _meta(cls), cls.get("spec") or {}
+    w.write(0, f"Name:\t{meta.get('name', '')}\n")
+    _labels_multiline(w, "Labels", meta.get("labels"))
+    _annotations_multiline(w, "Annotations", meta.get("annotations"))
+    w.write(0, f"Controller:\t{spec.get('controller', '')}\n")
+    params = spec.get("parameters")
+    if params:
+        w.write(0, "Parameters:\n")
+        if params.get("apiGroup"):
+            w.write(1, f"APIGroup:\t{params['apiGroup']}\n")
+        w.write(1, f"Kind:\t{params.get('kind', '')}\n")
+        w.write(1, f"Name:\t{params.get('name', '')}\n")
+        if params.get("namespace"):
+            w.write(1, f"Namespace:\t{params['namespace']}\n")
+        if params.get("scope"):
+            w.write(1, f"Scope:\t{params['scope']}\n")
+    _describe_events(w, _events_for(cls, related), now)
+
+
 _DESCRIBERS: dict[str, Callable[[_Writer, dict, dict[str, list[dict]], float], None]] = {
     "Pod": _describe_pod,
     "Deployment": _describe_deployment,
@@ -993,6 +1014,7 @@ _DESCRIBERS: dict[str, Callable[[_Writer, dict, dict[str, list[dict]], float], N
     "EndpointSlice": _describe_endpointslice,
     "Secret": _describe_secret,
     "Ingress": _describe_ingress,
+    "IngressClass": _describe_ingress_class,
 }
 
 

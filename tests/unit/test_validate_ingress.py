@@ -164,6 +164,12 @@ def test_get_ingress_columns_and_describe() -> None:
     assert table_rows("Secret", [secret], now=0.0)[1][:3] == ["t", "kubernetes.io/tls", "2"]
     shown = describe(secret, {}, 0.0)
     assert "tls.key:" in shown and "5 bytes" in shown
+    cls = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "c"},
+           "spec": {"controller": "k8s.io/ingress-nginx",
+                    "parameters": {"apiGroup": "k8s.example.com", "kind": "P", "name": "p", "scope": "Cluster"}}}
+    assert table_rows("IngressClass", [cls], now=0.0)[1][:3] == ["c", "k8s.io/ingress-nginx", "P.k8s.example.com/p"]
+    text = describe(cls, {}, 0.0)
+    assert "Controller:" in text and "k8s.io/ingress-nginx" in text and "Scope:" in text
     assert "KEY!!" not in shown
 
 
