@@ -28,6 +28,7 @@ WORKDIR_PREFIX = "netk8s-ingress-"
 OWNER_FILE = "owner.pid"
 START_TIMEOUT = 10.0
 STOP_GRACE = 10.0
+FRESH_GRACE = 60.0  # seconds a working directory without an owner file is left alone
 
 
 class NginxError(NetK8sError):
@@ -57,6 +58,12 @@ def sweep_stale_workdirs(parent: Path) -> list[Path]:
         except (OSError, ValueError):
             owner = 0
         if owner and _pid_alive(owner):
+            continue
+        try:
+            young = not owner and time.time() - d.stat().st_mtime < FRESH_GRACE
+        except OSError:
+            continue
+        if young:  # another controller is starting: it has made the directory, not yet its owner file
             continue
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d)

@@ -208,3 +208,22 @@ def test_key_material_is_root_only(env: dict) -> None:
         assert stat.S_IMODE(d.stat().st_mode) == 0o700
     for f in [*wd.certs.iterdir(), wd.conf]:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_stale_workdirs_are_swept_live_and_fresh_ones_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from netk8s.ingress.nginx import OWNER_FILE, WORKDIR_PREFIX, sweep_stale_workdirs
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    stale, live, fresh, old_unowned = (tmp_path / f"{WORKDIR_PREFIX}{n}" for n in ("a", "b", "c", "d"))
+    for d in (stale, live, fresh, old_unowned):
+        d.mkdir()
+    (stale / OWNER_FILE).write_text(dead)
+    (live / OWNER_FILE).write_text(str(os.getpid()))
+    os.utime(old_unowned, (0, 0))
+    assert sorted(sweep_stale_workdirs(tmp_path)) == sorted([stale, old_unowned])
+    assert live.exists() and fresh.exists()
