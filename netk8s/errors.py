@@ -18,7 +18,19 @@ class NetK8sError(Exception):
 
 
 class ValidationError(NetK8sError):
-    """A manifest or argument is invalid. The message names the object and the field."""
+    """A manifest or argument is invalid. The message names the object and the field.
+
+    `field` is the field path (`spec.ports[0].port`) and `problem` the text after it, when known;
+    `causes` are extra Kubernetes StatusCause dicts ({reason, message, field}). The API server turns
+    them into a Status with details.causes, as kube-apiserver does for field.ErrorList.
+    """
+
+    def __init__(self, message: str, hint: str = "", field: str = "", problem: str = "",
+                 causes: list[dict] | None = None) -> None:
+        super().__init__(message, hint)
+        self.field = field
+        self.problem = problem
+        self.causes = list(causes or [])
 
 
 class NotFound(NetK8sError):
@@ -30,11 +42,21 @@ class AlreadyExists(NetK8sError):
 
 
 class Conflict(NetK8sError):
-    """Optimistic concurrency: the object changed since it was read (resourceVersion mismatch)."""
+    """Optimistic concurrency: the object changed since it was read (resourceVersion mismatch).
+
+    `causes` (StatusCause dicts) name the fields of a server-side apply conflict."""
+
+    def __init__(self, message: str, hint: str = "", causes: list[dict] | None = None) -> None:
+        super().__init__(message, hint)
+        self.causes = list(causes or [])
 
 
 class Expired(NetK8sError):
     """A watch asked for a revision older than the store still keeps; relist and watch again."""
+
+
+class BadRequest(NetK8sError):
+    """A request is malformed in a way that is not about an object's fields (HTTP 400)."""
 
 
 class KernelError(NetK8sError):
@@ -49,3 +71,11 @@ class UsageError(NetK8sError):
     """Wrong command-line usage."""
 
     exit_code = 2
+
+
+class Unauthorized(NetK8sError):
+    """The API server did not accept the request's credentials (HTTP 401)."""
+
+
+class Forbidden(NetK8sError):
+    """The credentials are valid but not allowed to do this (HTTP 403, RBAC)."""

@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${NETK8S_VENV:-$here/.venv}
 export DEBIAN_FRONTEND=noninteractive
 
-apt_pkgs=(iproute2 iptables nftables ipset conntrack tcpdump procps kmod util-linux
+apt_pkgs=(iproute2 iptables nftables ipset conntrack tcpdump procps kmod util-linux etcd-server
           iputils-ping curl wget dnsutils gcc python3-venv python3-dev nginx-light)
 # nginx-light: the ingress controller's pods run Debian's nginx (netk8s.ingress); falls back to nginx.
 # `install-deps.sh --bench` (or NETK8S_BENCH=1): also the tools `make bench` measures against.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import time
 from typing import Any
@@ -157,7 +156,7 @@ def lab_set_proxy_mode(ctx: click.Context, mode: str, name: str | None, timeout:
 @click.pass_context
 def lab_exec(ctx: click.Context, where: str, argv: tuple[str, ...]) -> None:
     """Run a command in a node namespace (node1, node2, ...) or in the external client."""
-    from netk8s.dataplane.netns import exec_argv
+    from netk8s.dataplane.netns import run_in_netns
     from netk8s.lab.manager import load_lab
     from netk8s.model import naming
 
@@ -175,7 +174,7 @@ def lab_exec(ctx: click.Context, where: str, argv: tuple[str, ...]) -> None:
     env = dict(os.environ)
     if where != "external":
         env.update(node_shell_env(info.name))
-    ctx.exit(subprocess.call(exec_argv(ns, list(argv)), env=env))
+    ctx.exit(run_in_netns(ns, list(argv), timeout=None, check=False, capture=False, env=env).returncode)
 
 
 @cli.command("clean")
@@ -196,7 +195,7 @@ def clean(name: str | None) -> None:
 @click.pass_context
 def apply(ctx: click.Context, files: tuple[str, ...]) -> None:
     """Create or update objects from Kubernetes YAML, all or nothing."""
-    from netk8s.model.manifest import load_documents
+    from netk8s.cli.manifests import load_documents
     from netk8s.model.validate import validate_batch
 
     stdin_text = sys.stdin.read() if "-" in files else None
@@ -319,9 +318,9 @@ def describe(ctx: click.Context, words: tuple[str, ...], namespace: str) -> None
 def delete(ctx: click.Context, words: tuple[str, ...], files: tuple[str, ...], namespace: str,
            selector: str | None, grace_period: int | None, wait: bool, timeout: str, ignore_not_found: bool) -> None:
     """Delete objects by KIND NAME..., by -l selector, or by -f FILE."""
+    from netk8s.cli.manifests import load_documents
     from netk8s.model.kinds import object_key
     from netk8s.model.labels import parse_selector
-    from netk8s.model.manifest import load_documents
 
     targets: list[tuple[str, str, str]] = []
     store = open_lab_store(ctx)
@@ -414,17 +413,6 @@ def pod_runtime(lab: str, node: str):  # type: ignore[no-untyped-def]
     return PodRuntime(LabPaths(lab).node_dir(node) / "pods", lab)
 
 
-def container_environ(rt, uid: str, name: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """The environment the container was started with (like `kubectl exec`), read from its process."""
-    info = rt.process_info(uid, name) or {}
-    try:
-        raw = open(f"/proc/{info.get('pid')}/environ", "rb").read()
-    except OSError:
-        return {}
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
-
-
 @cli.command("exec", context_settings={"ignore_unknown_options": True})
 @click.option("-n", "--namespace", default="default")
 @click.option("-c", "--container", default=None)
@@ -450,11 +438,11 @@ def exec_(ctx: click.Context, namespace: str, container: str | None, interactive
     lab_name = lab_of(ctx)
     rt = pod_runtime(lab_name, obj["spec"]["nodeName"])
     uid = obj["metadata"]["uid"]
-    full = rt.exec_argv(uid, naming.pod_netns(lab_name, uid), list(argv))
     name = container or obj["spec"]["containers"][0]["name"]
-    rc = subprocess.call(full, stdin=None if interactive else subprocess.DEVNULL,
-                         env=rt.process_env(container_environ(rt, uid, name)))
-    ctx.exit(rc)
+    # like `kubectl exec`: the command gets the container's environment and the caller's terminal
+    result = rt.exec(uid, naming.pod_netns(lab_name, uid), list(argv), timeout=None,
+                     env=rt.container_environ(uid, name), capture=False, inherit_stdin=interactive)
+    ctx.exit(result.exit_code)
 
 
 @cli.command("logs")

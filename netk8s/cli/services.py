@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import click
@@ -152,7 +151,7 @@ def create_externalname(ctx: click.Context, name: str, external_name: str, names
 @click.pass_context
 def rules(ctx: click.Context, node: str | None, service: str | None) -> None:
     """The programmed proxy rules of each node, with packet counters (how traffic actually spread)."""
-    from netk8s.dataplane.launch import launch_argv
+    from netk8s.dataplane.netns import run_in_netns
     from netk8s.lab.manager import load_lab
     from netk8s.model import naming
     from netk8s.proxy.model import build_state
@@ -176,9 +175,8 @@ def rules(ctx: click.Context, node: str | None, service: str | None) -> None:
     nft = info.proxy_mode == "nftables"
     dumper = "netk8s.dataplane.nftables" if nft else "netk8s.dataplane.iptables"
     for n in [node] if node else nodes:
-        argv = launch_argv([sys.executable, "-m", dumper, "dump", "--json"],
-                           netns=naming.node_netns(info.name, n))
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        p = run_in_netns(naming.node_netns(info.name, n), [sys.executable, "-m", dumper, "dump", "--json"],
+                         timeout=60, check=False)
         if p.returncode != 0:
             raise NetK8sError(f"rules: reading the rules of {n} failed: {p.stderr.strip().splitlines()[-1:]}")
         click.echo(f"== {n} ({info.proxy_mode} mode)")

@@ -12,7 +12,7 @@ the filter part fails, nat is already applied. The proxier therefore treats any 
 state is unknown" and does a full sync next time (kube-proxy does the same).
 
 Run `python -m netk8s.dataplane.iptables dump [--json]` inside a node namespace to print the rules
-with their counters (the CLI's `netk8s rules` does this through netk8s.dataplane.launch).
+with their counters (the CLI's `netk8s rules` does this through netk8s.dataplane.netns.run_in_netns).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import os
 import socket
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -231,27 +231,32 @@ def exec_argv(name: str, argv: list[str]) -> list[str]:
 def run_in_netns(
     name: str,
     argv: list[str],
-    timeout: float = 30,
+    timeout: float | None = 30,
     input: str | None = None,
     check: bool = True,
+    capture: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv` in the named namespace and wait; text output captured.
 
     With check=True a non-zero exit raises KernelError carrying the command and its stderr.
+    capture=False passes the caller's stdin, stdout and stderr through (an interactive `lab exec`);
+    then the result carries only the exit status. `env`: the command's environment (default: ours).
     """
     if not netns_exists(name):
         raise KernelError(f"run_in_netns {name}: namespace does not exist", hint="is the lab up?")
     full = exec_argv(name, argv)
     try:
         proc = subprocess.run(
-            full, input=input, capture_output=True, text=True, timeout=timeout, check=False
+            full, input=input, capture_output=capture, text=True, timeout=timeout, check=False,
+            env=None if env is None else dict(env),
         )
     except subprocess.TimeoutExpired as exc:
         raise KernelError(f"run_in_netns {name}: {argv!r} timed out after {timeout}s") from exc
     except OSError as exc:
         raise KernelError(f"run_in_netns {name}: cannot run {argv!r}: {exc.strerror or exc}") from exc
     if check and proc.returncode != 0:
-        err = (proc.stderr or proc.stdout).strip().splitlines()
+        err = (proc.stderr or proc.stdout or "").strip().splitlines()
         last = err[-1] if err else ""
         raise KernelError(f"run_in_netns {name}: {argv!r} exited {proc.returncode}: {last}")
     return proc

@@ -1,7 +1,7 @@
 """The one-machine lab: build the namespaces, start the controller and one agent per node, tear down.
 
 The lab only creates namespaces and starts processes; the node agent inside each node namespace does
-what it would do on a VM (DESIGN.md, "One rule that shapes everything").
+what it would do on a VM (docs/architecture.md, "The rule everything follows").
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         raise LabError(f"--overlay: must be one of {', '.join(OVERLAYS)}, got {overlay!r}")
     if store_kind != "sqlite":
         raise LabError(f"--store: {store_kind!r} is not supported yet (use sqlite)")
+    if timeout <= 0:
+        raise LabError(f"--timeout: must be more than 0s, got {timeout:g}s")
     paths = LabPaths(name)
     if paths.lab_file.exists() or any(n.startswith(naming.lab_netns_prefix(name)) for n in dp_netns.list_netns()):
         raise LabError(f"lab {name!r} is already up (or left traces)",

@@ -1,6 +1,6 @@
 """The image table: what a container's image + command/args run as on the host, and its environment.
 
-Images cannot be pulled, so well-known images map to built-in behaviour (DESIGN.md "Pods and images").
+Images cannot be pulled, so well-known images map to built-in behaviour (README, "Images").
 Kubernetes' command/args rules apply to every image
 (https://kubernetes.io/docs/tasks/inject-data-application/define-command-argument-container/):
 `command` replaces the image's ENTRYPOINT, `args` replaces its CMD; with `command` and no `args` the

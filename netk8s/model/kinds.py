@@ -24,6 +24,7 @@ KINDS: dict[str, KindInfo] = {
         KindInfo("Pod", "v1", "pods", ("po",), True),
         KindInfo("Service", "v1", "services", ("svc",), True),
         KindInfo("Endpoints", "v1", "endpoints", ("ep",), True),
+        KindInfo("ConfigMap", "v1", "configmaps", ("cm",), True),
         KindInfo("EndpointSlice", "discovery.k8s.io/v1", "endpointslices", (), True),
         KindInfo("Deployment", "apps/v1", "deployments", ("deploy",), True),
         KindInfo("ReplicaSet", "apps/v1", "replicasets", ("rs",), True),

@@ -1,47 +1,53 @@
-"""Manifest loading: files, directories and stdin to (origin, object) pairs, multi-document YAML and JSON.
+"""Manifest parsing: the text of a file or of stdin to (origin, object) pairs, multi-document YAML and JSON.
 
-Each object comes with an origin such as `web.yaml#2` (the 1-based document index in its file, and
+Pure: the caller reads the text (netk8s.cli.manifests reads files, directories and stdin). Each object
+comes with an origin such as `web.yaml#2` (the 1-based document index in its file, and
 `web.yaml#1.items[3]` for an item of a `kind: List`), so every later message can name the document.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from netk8s.errors import ValidationError
+from netk8s.model.fields import DupDict, json_object_pairs
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")  # what a directory given to -f contributes
 STDIN_ORIGIN = "<stdin>"
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (as kubectl's strict decoding does) and keeps dates as text.
+class DupLoader(yaml.SafeLoader):
+    """SafeLoader that records duplicate keys (fields.DupDict) and keeps dates as text.
 
-    PyYAML turns `2024-01-01` into a datetime.date, which is not JSON; Kubernetes' YAML decoder keeps
-    it a string, so the timestamp resolver is dropped below.
+    Duplicates are not an error here: strict field validation (model/fields.py) names them by their
+    path, as kube-apiserver's strict decoding does. PyYAML turns `2024-01-01` into a datetime.date,
+    which is not JSON; Kubernetes' YAML decoder keeps it a string, so the timestamp resolver is dropped.
     """
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
-            try:
-                dup = key in seen
-            except TypeError:  # unhashable key; construct_mapping below reports it
-                continue
-            if dup:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    f"found duplicate key {json.dumps(key, default=str)}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+
+def _construct_map(loader: DupLoader, node: yaml.MappingNode) -> DupDict:
+    data = DupDict()
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        try:
+            dup = key in seen
+        except TypeError:  # unhashable key; construct_mapping below reports it
+            continue
+        if dup and key not in data.duplicates:
+            data.duplicates.append(key)
+        seen.add(key)
+    data.update(loader.construct_mapping(node, deep=True))
+    return data
 
 
-_Loader.yaml_implicit_resolvers = {
+DupLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+DupLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
@@ -96,7 +102,7 @@ def parse_text(text: str, origin: str) -> list[tuple[str, dict]]:
     """
     out: list[tuple[str, dict]] = []
     index = 0
-    docs = yaml.load_all(text, Loader=_Loader)
+    docs = yaml.load_all(text, Loader=DupLoader)
     while True:
         try:
             doc = next(docs)
@@ -111,51 +117,19 @@ def parse_text(text: str, origin: str) -> list[tuple[str, dict]]:
     return out
 
 
-def _parse_json(text: str, origin: str) -> list[tuple[str, dict]]:
+def parse_json(text: str, origin: str) -> list[tuple[str, dict]]:
     if not text.strip():
         return []
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=json_object_pairs)
     except json.JSONDecodeError as err:
         raise ValidationError(f"{origin}: JSON syntax error at line {err.lineno} column {err.colno}: {err.msg}",
                               hint="fix the JSON") from None
     return _expand(f"{origin}#1", doc)
 
 
-def _read(path: Path, origin: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError(f"{origin}: not UTF-8 text") from None
-    except OSError as err:
-        raise ValidationError(f"{origin}: cannot read: {err.strerror or err}") from None
-
-
-def _load_file(path: Path, origin: str) -> list[tuple[str, dict]]:
-    text = _read(path, origin)
-    if path.suffix.lower() == ".json":
-        return _parse_json(text, origin)
+def parse_manifest(text: str, origin: str, suffix: str) -> list[tuple[str, dict]]:
+    """The objects of one manifest file's text; `suffix` (".json", ".yaml", ...) picks the syntax."""
+    if suffix.lower() == ".json":
+        return parse_json(text, origin)
     return parse_text(text, origin)
-
-
-def load_documents(sources: list[str], stdin_text: str | None = None) -> list[tuple[str, dict]]:
-    """Load every object from files, directories (their *.yaml/*.yml/*.json, sorted, not recursive)
-    and "-" (stdin_text), in order, as (origin, object)."""
-    out: list[tuple[str, dict]] = []
-    for source in sources:
-        if source == "-":
-            if stdin_text is None:
-                raise ValidationError("-f -: no standard input was given")
-            out.extend(parse_text(stdin_text, STDIN_ORIGIN))
-            continue
-        path = Path(source)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES)
-            for f in files:
-                out.extend(_load_file(f, str(f)))
-        elif path.exists():
-            out.extend(_load_file(path, source))
-        else:
-            raise ValidationError(f"-f {source}: the path does not exist")
-    return out

@@ -55,7 +55,8 @@ def _svc_type(svc: dict | None) -> str:
 
 def _invalid(svc: dict, path: str, value: object, problem: str, hint: str = "") -> ValidationError:
     shown = f'"{value}"' if isinstance(value, str) else str(value)
-    return ValidationError(f"{_ref(svc)}: {path}: Invalid value: {shown}: {problem}", hint=hint)
+    return ValidationError(f"{_ref(svc)}: {path}: Invalid value: {shown}: {problem}", hint=hint,
+                           field=path, problem=f"Invalid value: {shown}: {problem}")
 
 
 def needs_cluster_ip(svc: dict | None) -> bool:

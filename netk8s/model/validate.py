@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from netk8s import config
 from netk8s.errors import ValidationError
+from netk8s.model import fields
 from netk8s.model import labels as lbl
 from netk8s.model.defaults import PROBE_FIELDS, apply_defaults
 from netk8s.model.kinds import KINDS, KindInfo, object_key
@@ -742,6 +743,50 @@ def _validate_endpointslice(obj: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# ConfigMaps
+
+CONFIG_MAP_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
+MAX_CONFIG_MAP_BYTES = 1024 * 1024  # core validation: MaxSecretSize, used for ConfigMaps too
+
+
+def _config_map_key(key: object, path: str) -> None:
+    """IsConfigMapKey: [-._a-zA-Z0-9]+, at most 253 characters, not "." nor "..", not starting with ".."."""
+    if not isinstance(key, str) or not key:
+        _fail(path, f"must be a non-empty string key, got {_show(key)}")
+    assert isinstance(key, str)
+    if len(key) > 253:
+        _fail(path, f"must be no more than 253 characters, got {len(key)}")
+    if not CONFIG_MAP_KEY_RE.fullmatch(key):
+        _fail(path, "a valid config key must consist of alphanumeric characters, '-', '_' or '.', "
+                    f"got {_show(key)}")
+    if key in (".", "..") or key.startswith(".."):
+        _fail(path, f'must not be "." or ".." nor start with "..", got {_show(key)}')
+
+
+def _validate_configmap(obj: dict) -> None:
+    data = _mapping(obj.get("data"), "data")
+    binary = _mapping(obj.get("binaryData"), "binaryData")
+    total = 0
+    for key, value in data.items():
+        path = f"data[{_one_line(str(key), 80)}]"
+        _config_map_key(key, path)
+        total += len(_str(value, path).encode())
+    for key, value in binary.items():
+        path = f"binaryData[{_one_line(str(key), 80)}]"
+        _config_map_key(key, path)
+        if key in data:
+            _fail(path, "duplicate of key present in data")
+        text = _str(value, path)
+        if not re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", text) or len(text) % 4:
+            _fail(path, "must be base64-encoded bytes")
+        total += len(text) * 3 // 4
+    if total > MAX_CONFIG_MAP_BYTES:
+        _fail("data", f"total size must be no more than {MAX_CONFIG_MAP_BYTES} bytes, got {total}")
+    if obj.get("immutable") is not None and not isinstance(obj["immutable"], bool):
+        _fail("immutable", f"must be true or false, got {_show(obj['immutable'])}")
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Cluster-scoped kinds
 
 
@@ -771,6 +816,7 @@ _BY_KIND = {
     "Service": _validate_service,
     "Endpoints": _validate_endpoints,
     "EndpointSlice": _validate_endpointslice,
+    "ConfigMap": _validate_configmap,
     "Namespace": _validate_namespace,
     "Node": _validate_node,
 }
@@ -813,7 +859,8 @@ def validate(obj: dict) -> None:
     try:
         _validate(obj)
     except _Invalid as err:
-        raise ValidationError(f"{_ref(obj)}: {err.path} {err.problem}", hint=err.hint) from None
+        raise ValidationError(f"{_ref(obj)}: {err.path} {err.problem}", hint=err.hint,
+                              field=err.path, problem=err.problem) from None
 
 
 def validate_batch(objs: list[tuple[str, dict]], warnings: list[str] | None = None) -> list[dict]:
@@ -830,6 +877,11 @@ def validate_batch(objs: list[tuple[str, dict]], warnings: list[str] | None = No
             obj, warning = convert_legacy_ingress(obj)
             if warnings is not None:
                 warnings.append(f"{_ref(obj)}: {warning} (in {origin})")
+        try:
+            # kubectl's default --validate=strict: unknown/duplicate fields refused, quantities parsed.
+            obj, _ = fields.check(obj, obj.get("kind") if isinstance(obj.get("kind"), str) else None, strict=True)
+        except ValidationError as err:
+            raise ValidationError(f"{_ref(obj)}: {err.message} (in {origin})", hint=err.hint) from None
         defaulted = apply_defaults(obj)
         try:
             validate(defaulted)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from netk8s.errors import NetK8sError
 
 # Defaults of the v1 Probe fields (k8s.io/api/core/v1 types.go).
 DEFAULT_TIMEOUT = 1
@@ -101,10 +102,12 @@ def _exec_probe(action: Mapping, exec_fn: ExecFn, timeout: float) -> tuple[bool,
         return False, "exec probe has no command"
     try:
         code = exec_fn(argv, timeout)
-    except (TimeoutError, subprocess.TimeoutExpired):
+    except TimeoutError:
         return False, f"command {argv!r} timed out after {timeout:g}s"
     except OSError as exc:
         return False, f"command {argv!r} failed: {_describe(exc)}"
+    except NetK8sError as exc:  # the pod's sandbox is gone: nothing to exec into
+        return False, f"command {argv!r} failed: {exc.message}"
     if code == 0:
         return True, f"command {argv!r} exited with 0"
     return False, f"command {argv!r} exited with {code}"

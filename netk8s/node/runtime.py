@@ -25,9 +25,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import netk8s
-from netk8s.dataplane.launch import launch_argv
 from netk8s.errors import NetK8sError, ValidationError
 from netk8s.model.naming import PROCESS_TAG_ENV
+from netk8s.node import podexec
+from netk8s.node.podexec import ExecResult, PodTarget
 
 SANDBOX = "_sandbox"  # never a container name: those are DNS labels, without "_"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -65,11 +66,22 @@ def proc_stat(pid: int) -> tuple[str, int, int] | None:
     return fields[0], int(fields[3]), int(fields[19])
 
 
-def _has_env(pid: int, entry: bytes) -> bool:
+def _environ_entries(pid: int) -> list[bytes]:
+    """The NAME=VALUE entries of /proc/PID/environ; empty when the process is gone or not ours to read."""
     try:
-        return entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
-        return False
+        return []
+
+
+def _has_env(pid: int, entry: bytes) -> bool:
+    return entry in _environ_entries(pid)
+
+
+def process_environ(pid: int) -> dict[str, str]:
+    """The environment a process was started with (as `kubectl exec` gives a container's), or {}."""
+    pairs = (item.split(b"=", 1) for item in _environ_entries(pid) if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
 def _write_atomic(path: Path, data: str) -> None:
@@ -147,8 +159,8 @@ class PodRuntime:
         return out
 
     # ---- starting ----------------------------------------------------------------------------
-    def _spawn(self, uid: str, name: str, argv: list[str], env: dict[str, str],
-               cmd: Sequence[str]) -> int:
+    def _spawn(self, uid: str, name: str, target: PodTarget, cmd: Sequence[str], env: dict[str, str],
+               cwd: str | None = None) -> int:
         if self.alive(uid, name):
             raise PodRuntimeError(f"pod {uid}: {name} is already running", hint="stop it first")
         pod = self.pod_dir(uid)
@@ -156,17 +168,10 @@ class PodRuntime:
             (pod / sub).mkdir(parents=True, exist_ok=True)
         log_fd = os.open(self.log_path(uid, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # detached: survives the agent, owns its process group
-                close_fds=True,
-            )
-        except OSError as exc:
-            raise PodRuntimeError(f"pod {uid}: cannot start {name}: {exc.strerror}") from None
+            # detached: survives the agent, owns its process group
+            proc = podexec.spawn(target, cmd, env, cwd=cwd, stdout=log_fd, stderr=subprocess.STDOUT, detach=True)
+        except podexec.PodExecError as exc:
+            raise PodRuntimeError(f"pod {uid}: {name}: {exc.message}") from None
         finally:
             os.close(log_fd)
         old = self._procs.pop((uid, name), None)
@@ -189,9 +194,8 @@ class PodRuntime:
 
     def start_sandbox(self, uid: str, netns: str, hostname: str) -> int:
         """Start the pod's sandbox: `sleep infinity` in `netns` with a new UTS namespace named `hostname`."""
-        cmd = self._sleep_argv()
-        argv = launch_argv(cmd, netns=netns, new_uts_hostname=hostname)
-        pid = self._spawn(uid, SANDBOX, argv, self.process_env(), cmd)
+        pid = self._spawn(uid, SANDBOX, PodTarget(netns, new_uts_hostname=hostname), self._sleep_argv(),
+                          self.process_env())
         # Containers join the sandbox's UTS namespace through /proc/PID/ns/uts: until the launcher has
         # unshared it and exec'd, that link still points at the agent's own (the host's) namespace.
         self._wait_launched(uid, SANDBOX, pid)
@@ -227,19 +231,29 @@ class PodRuntime:
             raise ValidationError(f"container name: {name!r} is reserved")
         if not argv:
             raise ValidationError(f"container {name}: empty command")
-        sandbox = self.sandbox_pid(uid)
-        if sandbox is None:
-            raise PodRuntimeError(f"pod {uid}: sandbox is not running", hint="start_sandbox first")
-        full = launch_argv(list(argv), netns=netns, uts_pid=sandbox, binds=self._binds(uid), cwd=cwd)
-        return self._spawn(uid, name, full, self.process_env(env), list(argv))
+        return self._spawn(uid, name, self.exec_target(uid, netns), list(argv), self.process_env(env), cwd=cwd)
 
-    def exec_argv(self, uid: str, netns: str, argv: Sequence[str]) -> list[str]:
-        """The launch argv that runs `argv` inside the pod (same netns, UTS and binds as containers).
-        Run it with process_env() when netk8s may not be installed."""
+    def exec_target(self, uid: str, netns: str) -> PodTarget:
+        """Where a process run in the running pod enters: the same netns, UTS and binds as containers."""
         sandbox = self.sandbox_pid(uid)
         if sandbox is None:
-            raise PodRuntimeError(f"pod {uid}: sandbox is not running", hint="is the pod running?")
-        return launch_argv(list(argv), netns=netns, uts_pid=sandbox, binds=self._binds(uid))
+            raise PodRuntimeError(f"pod {uid}: sandbox is not running", hint="start the pod (its sandbox) first")
+        return PodTarget(netns, uts_pid=sandbox, binds=tuple(self._binds(uid)))
+
+    def exec(self, uid: str, netns: str, argv: Sequence[str], *, timeout: float | None,
+             env: Mapping[str, str] | None = None, input: bytes | None = None, capture: bool = True,
+             inherit_stdin: bool = False) -> ExecResult:
+        """Run a command in the running pod and wait (exec probes, exec hooks, `netk8s exec`); `env` is the
+        command's own environment, completed by process_env. See podexec.run for the streams."""
+        return podexec.run(self.exec_target(uid, netns), argv, self.process_env(env), timeout=timeout,
+                           input=input, capture=capture, inherit_stdin=inherit_stdin)
+
+    def container_environ(self, uid: str, name: str) -> dict[str, str]:
+        """The environment a running container was started with ({} when it does not run)."""
+        info = self.process_info(uid, name)
+        if info is None or not self.alive(uid, name):
+            return {}
+        return process_environ(int(info["pid"]))
 
     # ---- state -------------------------------------------------------------------------------
     def process_info(self, uid: str, name: str) -> dict | None:
@@ -275,7 +289,7 @@ class PodRuntime:
         code = proc.poll()
         if code is None:
             return None
-        return code if code >= 0 else 128 - code
+        return podexec.exit_status(code)
 
     def signal(self, uid: str, name: str, sig: int) -> bool:
         """Send `sig` to a pod process if it is (still) the recorded one; True if sent."""

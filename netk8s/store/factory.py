@@ -1,7 +1,8 @@
-"""Open a store from a URL: `sqlite:///abs/path.db` or a bare path, `memory://`, later `etcd://host:port`."""
+"""Open a store from a URL: `sqlite:///abs/path.db` or a bare path, `memory://`, `etcd://host:port[/prefix][?netns=NAME]`."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +24,18 @@ def _open_memory(rest: str) -> Store:
 
 
 def _open_etcd(rest: str) -> Store:
-    raise NetK8sError(f"etcd store is not implemented yet (etcd://{rest})",
-                      hint="use the default SQLite store (--store sqlite)")
+    # etcd://HOST:PORT[/PREFIX][?netns=NAME]: with netns, connections are opened inside that network
+    # namespace (the lab's etcd listens only in its control-plane namespace).
+    from netk8s.store.etcd import DEFAULT_PREFIX, EtcdStore, parse_etcd_url
+
+    host, port, opts = parse_etcd_url(rest)
+    factory = None
+    if opts.get("netns"):
+        from netk8s.dataplane.netns import open_socket
+
+        ns = opts["netns"]
+        factory = lambda: open_socket(ns, socket.AF_INET, socket.SOCK_STREAM)  # noqa: E731
+    return EtcdStore(host, port, prefix=opts.get("prefix", DEFAULT_PREFIX), socket_factory=factory)
 
 
 # One opener per URL scheme; an etcd backend replaces _open_etcd with one that parses host:port.

@@ -75,9 +75,9 @@ def netns() -> Iterator[str]:
 
 
 def run_in_pod(rt: PodRuntime, ns: str, argv: list[str]) -> str:
-    out = subprocess.run(rt.exec_argv(UID, ns, argv), env=rt.process_env(), capture_output=True,
-                         text=True, timeout=30, check=True)
-    return out.stdout
+    result = rt.exec(UID, ns, argv, timeout=30)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout.decode()
 
 
 def test_pod_lifecycle(netns: str, tmp_path: Path) -> None:
@@ -120,6 +120,17 @@ def test_pod_lifecycle(netns: str, tmp_path: Path) -> None:
         assert run_in_pod(rt, netns, ["cat", "/etc/hosts"]) == HOSTS
         assert socket.gethostname() == host_name
         assert Path("/etc/resolv.conf").read_bytes() == host_resolv
+
+        # the one exec path (probes, hooks, netk8s exec): exit status, input, timeout, container env
+        assert rt.exec(UID, netns, ["sh", "-c", "exit 3"], timeout=30).exit_code == 3
+        assert rt.exec(UID, netns, ["cat"], timeout=30, input=b"ping").stdout == b"ping"
+        assert rt.exec(UID, netns, ["no-such-command-nk8s"], timeout=30).exit_code == 127
+        with pytest.raises(TimeoutError):
+            rt.exec(UID, netns, ["sleep", "30"], timeout=0.5)
+        environ = rt.container_environ(UID, "web")
+        assert environ["GREETING"] == "hi" and environ["NETK8S_TAG"] == tag
+        said = rt.exec(UID, netns, ["sh", "-c", "echo $GREETING"], timeout=30, env=environ)
+        assert said.stdout == b"hi\n"
 
         # adoption: a fresh runtime on the same root (an agent restart) sees the running processes
         rt2 = PodRuntime(tmp_path / "pods", tag)

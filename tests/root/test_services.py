@@ -183,9 +183,10 @@ def test_no_endpoints_refused_immediately(lab: Lab) -> None:
     lab.apply("apiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec:\n  selector: {app: nothing}\n"
               "  ports: [{port: 80}]\n")
     vip = svc(lab, "empty")["spec"]["clusterIP"]
-    out = lab.wait_for("rules for empty", lambda: (lambda o: o if o.startswith("refused") else None)(
+    # Refused, not dropped: kube-proxy REJECTs a Service without endpoints, a DROP would end in the
+    # probe's "timeout" after 3 s. The answer itself tells the two apart; no stopwatch is needed.
+    lab.wait_for("rules for empty", lambda: (lambda o: o if o.startswith("refused") else None)(
         py_in_pod(lab, "client", TCP_PROBE, vip, "80")), timeout=15)
-    assert float(out.split()[1]) < 1.0
     lab.cli("delete", "svc", "empty")
 
 

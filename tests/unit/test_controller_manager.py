@@ -131,6 +131,7 @@ def test_pluggable_reconcilers_and_races_are_survived() -> None:
     assert calls
 
 
+@pytest.mark.integration
 def test_python_m_controller_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     db = tmp_path / "store.db"
     log = tmp_path / "controller.log"

@@ -483,3 +483,17 @@ def test_unknown_kind_gets_generic_description() -> None:
     obj = {"kind": "Widget", "metadata": {"name": "w", "namespace": "default", "labels": {"a": "b"}}}
     assert describe(obj, {}, NOW) == ("Name:         w\nNamespace:    default\nLabels:       a=b\n"
                                       "Annotations:  <none>\nEvents:       <none>")
+
+
+def test_one_describer_per_kind_in_the_registry() -> None:
+    from netk8s.cli.describe import DESCRIBERS, describer
+    from netk8s.model.kinds import KINDS
+
+    assert set(DESCRIBERS) >= {"Pod", "Deployment", "ReplicaSet", "StatefulSet", "Node", "Namespace", "Service",
+                               "Endpoints", "EndpointSlice"}
+    assert set(DESCRIBERS) <= set(KINDS), "a describer registered for a kind netk8s does not serve"
+    with pytest.raises(ValueError, match="registered twice"):
+        describer("Pod")(DESCRIBERS["Pod"])
+    # a kind without a describer gets the generic text: name, namespace, labels, annotations, events
+    text = describe({"kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "default"}}, {}, 0.0)
+    assert text.splitlines()[:2] == ["Name:         cm", "Namespace:    default"]

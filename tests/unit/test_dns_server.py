@@ -25,6 +25,8 @@ from netk8s.store.base import Store
 from netk8s.store.memory import MemoryStore
 from netk8s.store.sqlite import SqliteStore
 
+pytestmark = pytest.mark.integration  # DNS servers on 127.0.0.1 sockets, and the CLI as a process
+
 LOCAL = "127.0.0.1"
 WEB = "web.default.svc.cluster.local"
 

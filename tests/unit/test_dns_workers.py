@@ -40,6 +40,8 @@ from tests.unit.test_dns_server import (
     wait_for,
 )
 
+pytestmark = pytest.mark.integration  # DNS worker processes and their sockets
+
 HEADLESS = "hl.default.svc.cluster.local"
 
 

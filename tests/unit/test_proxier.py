@@ -489,6 +489,7 @@ def _get(port: int) -> tuple[int, dict, dict]:
         conn.close()
 
 
+@pytest.mark.integration
 def test_health_check_server_answers_like_kube_proxy() -> None:
     port = _free_port()
     hc = HealthCheckServer(["127.0.0.1"])
@@ -511,6 +512,7 @@ def test_health_check_server_answers_like_kube_proxy() -> None:
         hc.close()
 
 
+@pytest.mark.integration
 def test_health_check_port_in_use_is_reported_not_raised() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -352,6 +352,7 @@ def local(port: int) -> Endpoint:
     return ep("127.0.0.1", port)
 
 
+@pytest.mark.integration
 def test_200_concurrent_connections_keep_their_data(servers: Servers, proxy: ProxyServer) -> None:
     backends = [local(servers.echo()) for _ in range(3)]
     port = proxy.open_portal("default/web/cluster", "TCP")
@@ -383,6 +384,7 @@ def test_200_concurrent_connections_keep_their_data(servers: Servers, proxy: Pro
     assert all(sent == got for sent, got in results)
 
 
+@pytest.mark.integration
 def test_half_close_delivers_the_reply(servers: Servers, proxy: ProxyServer) -> None:
     port = proxy.open_portal("default/hc/cluster", "TCP")
     proxy.set_endpoints("default/hc/cluster", [local(servers.reply_after_eof())], None)
@@ -399,6 +401,7 @@ def test_half_close_delivers_the_reply(servers: Servers, proxy: ProxyServer) -> 
     assert bulk == b"x" * (1 << 20)
 
 
+@pytest.mark.integration
 def test_slow_reader_does_not_grow_proxy_buffers(servers: Servers, proxy: ProxyServer) -> None:
     port = proxy.open_portal("default/slow/cluster", "TCP")
     proxy.set_endpoints("default/slow/cluster", [local(servers.sink())], None)
@@ -422,6 +425,7 @@ def test_slow_reader_does_not_grow_proxy_buffers(servers: Servers, proxy: ProxyS
     assert stats["buffered_bytes"] <= 512 * 1024, stats
 
 
+@pytest.mark.integration
 def test_udp_request_response_and_sessions(servers: Servers, proxy: ProxyServer) -> None:
     port = proxy.open_portal("default/dns/cluster", "UDP")
     proxy.set_endpoints("default/dns/cluster", [local(servers.udp("a")), local(servers.udp("b"))], None)
@@ -455,6 +459,7 @@ def recv_exact(s: socket.socket, n: int) -> bytes:
     return buf
 
 
+@pytest.mark.integration
 def test_endpoint_removal_closes_only_its_connections(servers: Servers, proxy: ProxyServer) -> None:
     a, b = local(servers.echo()), local(servers.echo())
     port = proxy.open_portal("default/two/cluster", "TCP")
@@ -488,6 +493,7 @@ def test_endpoint_removal_closes_only_its_connections(servers: Servers, proxy: P
         c2.close()
 
 
+@pytest.mark.integration
 def test_unreachable_endpoint_is_skipped(servers: Servers, proxy: ProxyServer) -> None:
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
@@ -502,6 +508,7 @@ def test_unreachable_endpoint_is_skipped(servers: Servers, proxy: ProxyServer) -
         dead.close()
 
 
+@pytest.mark.integration
 def test_no_endpoint_closes_the_connection(proxy: ProxyServer) -> None:
     port = proxy.open_portal("default/none/cluster", "TCP")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
@@ -584,6 +591,7 @@ class NoAnnounce:
         return set()
 
 
+@pytest.mark.integration
 def test_plugin_syncs_portals_and_rules(servers: Servers, proxy: ProxyServer) -> None:
     kernel = FakeKernel()
     plugin = UserspaceProxier(replace(NODE, node_ips=("127.0.0.1",)), server=proxy, restore_fn=kernel.restore,
@@ -626,6 +634,7 @@ def test_plugin_syncs_portals_and_rules(servers: Servers, proxy: ProxyServer) ->
     assert ur.cleanup_text(kernel.save()) == ""
 
 
+@pytest.mark.integration
 def test_plugin_close_stops_listeners() -> None:
     kernel = FakeKernel()
     plugin = UserspaceProxier(replace(NODE, node_ips=("127.0.0.1",)), server=ProxyServer(bind_ip="127.0.0.1"),

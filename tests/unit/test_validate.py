@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from netk8s.cli.manifests import load_documents
 from netk8s.errors import ValidationError
 from netk8s.model.defaults import apply_defaults
-from netk8s.model.manifest import load_documents
 from netk8s.model.validate import validate, validate_batch
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"

@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from netk8s.cli.main import cli
+from netk8s.cli.manifests import load_documents
 from netk8s.errors import ValidationError
 from netk8s.model.defaults import apply_defaults
-from netk8s.model.manifest import load_documents, parse_text
+from netk8s.model.manifest import parse_text
 from netk8s.model.networking import convert_legacy_ingress, ingress_class_of
 from netk8s.model.validate import validate, validate_batch
 from tests.unit.test_cli_apply import lab_env  # noqa: F401  (fixture)
