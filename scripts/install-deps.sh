@@ -7,13 +7,14 @@ venv=${NETK8S_VENV:-$here/.venv}
 export DEBIAN_FRONTEND=noninteractive
 
 apt_pkgs=(iproute2 iptables nftables ipset ipvsadm conntrack tcpdump procps kmod util-linux etcd-server
-          iputils-ping curl wget dnsutils gcc python3-venv python3-dev)
+          iputils-ping curl wget dnsutils gcc python3-venv python3-dev nginx-light)
+# nginx-light: the ingress controller's pods run Debian's nginx (netk8s.ingress); falls back to nginx.
 # `install-deps.sh --bench` (or NETK8S_BENCH=1): also the tools `make bench` measures against.
 # dnsmasq-base is the dnsmasq binary without the system service; nginx-light falls back to nginx.
 bench=${NETK8S_BENCH:-0}
 [ "${1:-}" = "--bench" ] && bench=1
 if [ "$bench" = 1 ]; then
-  apt_pkgs+=(iperf3 wrk dnsperf dnsmasq-base containernetworking-plugins nginx-light)
+  apt_pkgs+=(iperf3 wrk dnsperf dnsmasq-base containernetworking-plugins)
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -22,14 +23,14 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "netk8s: installing apt packages: ${missing[*]}"
   apt-get -o DPkg::Lock::Timeout=900 update -qq
-  if [ "$bench" = 1 ] && [[ " ${missing[*]} " == *" nginx-light "* ]] \
+  if [[ " ${missing[*]} " == *" nginx-light "* ]] \
       && ! apt-cache show nginx-light >/dev/null 2>&1; then
     missing=("${missing[@]/nginx-light/nginx}")
   fi
-  # Benchmark daemons (nginx, dnsmasq, iperf3) run only inside the benchmark's own namespaces: keep the
-  # packages' maintainer scripts from starting system services (Debian's policy-rc.d, exit 101 = deny).
+  # nginx (the ingress pods, benchmarks), dnsmasq and iperf3 run only inside netk8s's own namespaces: keep
+  # the packages' maintainer scripts from starting system services (Debian's policy-rc.d, exit 101 = deny).
   policy=/usr/sbin/policy-rc.d
-  if [ "$bench" = 1 ] && [ ! -e "$policy" ]; then
+  if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
     trap 'rm -f "$policy"' EXIT
   fi

@@ -459,6 +459,43 @@ def _configmap_row(obj: dict, now: float, wide: bool) -> list[str]:
     return [str(data), format_age(_meta(obj).get("creationTimestamp"), now)]
 
 
+def ingress_hosts(ingress: dict) -> str:
+    """formatHosts (printers.go): up to 3 rule hosts, `*` when no rule names one."""
+    rules = _spec(ingress).get("rules") or []
+    hosts: list[str] = []
+    more = False
+    for rule in rules:
+        if len(hosts) == _MAX_LISTED:
+            more = True
+        if not more and rule.get("host"):
+            hosts.append(str(rule["host"]))
+    if not hosts:
+        return "*"
+    text = ",".join(hosts)
+    return f"{text} + {len(rules) - _MAX_LISTED} more..." if more else text
+
+
+def _ingress_row(obj: dict, now: float, wide: bool) -> list[str]:
+    spec = _spec(obj)
+    return [str(spec.get("ingressClassName") or NONE), ingress_hosts(obj), load_balancer_ips(obj, wide),
+            "80, 443" if spec.get("tls") else "80", format_age(_meta(obj).get("creationTimestamp"), now)]
+
+
+def _ingressclass_row(obj: dict, now: float, wide: bool) -> list[str]:
+    spec = _spec(obj)
+    params = spec.get("parameters")
+    shown = NONE
+    if params:
+        shown = str(params.get("kind", "")) + (f".{params['apiGroup']}" if params.get("apiGroup") else "")
+        shown += f"/{params.get('name', '')}"
+    return [str(spec.get("controller", "")), shown, format_age(_meta(obj).get("creationTimestamp"), now)]
+
+
+def _secret_row(obj: dict, now: float, wide: bool) -> list[str]:
+    count = len(obj.get("data") or {}) + len(obj.get("stringData") or {})
+    return [str(obj.get("type") or "Opaque"), str(count), format_age(_meta(obj).get("creationTimestamp"), now)]
+
+
 def _generic_row(obj: dict, now: float, wide: bool) -> list[str]:
     return [format_age(_meta(obj).get("creationTimestamp"), now)]
 
@@ -570,6 +607,19 @@ def _columns_by_kind() -> dict[str, tuple[list[Column], RowFn]]:
         # printers.go: the Data column is declared a string but carries an int64 count.
         "ConfigMap": ([Column("Data", description=_doc(_CORE + "ConfigMap", "data"), integer_cell=True), _age()],
                       _configmap_row),
+        "Secret": ([_col("Type", _CORE + "Secret", "type"),
+                    Column("Data", description=_doc(_CORE + "Secret", "data"), integer_cell=True), _age()],
+                   _secret_row),
+        "Ingress": ([
+            Column("Class", description="The name of the IngressClass resource that should be used for this Ingress."),
+            Column("Hosts", description="Hosts that incoming requests are matched against before the ingress rule"),
+            Column("Address", description="Address is a list containing ingress points for the load-balancer"),
+            Column("Ports", description="Ports of TLS configurations that open"), _age(),
+        ], _ingress_row),
+        "IngressClass": ([
+            Column("Controller", description="Controller that is responsible for handling this class"),
+            Column("Parameters", description="A reference to a resource with additional parameters"), _age(),
+        ], _ingressclass_row),
     }
 
 

@@ -88,9 +88,11 @@ def lab() -> None:
 @click.option("--timeout", default="90s", show_default=True)
 @click.option("--dns/--no-dns", default=True, show_default=True,
               help="Deploy the cluster DNS (kube-system/kube-dns behind 10.96.0.10).")
+@click.option("--ingress/--no-ingress", default=True, show_default=True,
+              help="Deploy ingress-nginx (ingress-nginx/ingress-nginx-controller, a LoadBalancer IP, class nginx).")
 @click.pass_context
 def lab_up(ctx: click.Context, name: str | None, nodes: int, proxy_mode: str, overlay: str, store_kind: str,
-           timeout: str, dns: bool) -> None:
+           timeout: str, dns: bool, ingress: bool) -> None:
     """Create the underlay, N node namespaces and the external client; start the agents."""
     from netk8s.lab.manager import lab_up as up
 
@@ -98,7 +100,7 @@ def lab_up(ctx: click.Context, name: str | None, nodes: int, proxy_mode: str, ov
     name = name or lab_of(ctx)
     t0 = time.monotonic()
     up(name, nodes, proxy_mode, overlay, store_kind, progress=lambda s: click.echo(f"  {s}"),
-       timeout=parse_duration(timeout), dns=dns)
+       timeout=parse_duration(timeout), dns=dns, ingress=ingress)
     click.echo(f"ready in {time.monotonic() - t0:.1f}s. Try: netk8s --lab {name} get nodes -o wide")
 
 
@@ -197,7 +199,10 @@ def apply(ctx: click.Context, files: tuple[str, ...]) -> None:
     from netk8s.model.validate import validate_batch
 
     stdin_text = sys.stdin.read() if "-" in files else None
-    objs = validate_batch(load_documents(list(files), stdin_text))
+    warnings: list[str] = []
+    objs = validate_batch(load_documents(list(files), stdin_text), warnings)
+    for warning in warnings:
+        click.echo(f"Warning: {warning}", err=True)
     if not objs:
         raise ValidationError("error: no objects passed to apply")
     store = open_lab_store(ctx)

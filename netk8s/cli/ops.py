@@ -7,14 +7,16 @@ import time
 from dataclasses import dataclass
 
 from netk8s.errors import Conflict, NotFound, ValidationError
-from netk8s.model import svcalloc
+from netk8s.model import networking, svcalloc
 from netk8s.model.kinds import kind_info, object_key
 from netk8s.model.labels import Selector
 from netk8s.model.status import is_ready, rfc3339
 from netk8s.store.base import Op, Store, mutate
 
 # Fields of a stored object that `apply` keeps when the manifest does not set them (allocations).
-KEEP_SPEC_FIELDS = {"Service": ("clusterIP", "clusterIPs", "healthCheckNodePort")}
+KEEP_SPEC_FIELDS = {"Service": ("clusterIP", "clusterIPs", "healthCheckNodePort"),
+                    # set by the DefaultIngressClass admission when the Ingress was created
+                    "Ingress": ("ingressClassName",)}
 
 
 @dataclass
@@ -87,11 +89,15 @@ def apply_objects(store: Store, objs: list[dict], retries: int = 5) -> list[Appl
         services = None
         for obj in objs:
             if not (obj.get("metadata") or {}).get("name"):  # generateName: always a new object
+                if obj["kind"] == "Ingress":
+                    obj = networking.admit_default_class(obj, store.list("IngressClass")[0])
                 ops.append(Op("create", obj))
                 plan.append((obj, "created"))
                 continue
             kind, ns, name = object_key(obj)
             cur = store.try_get(kind, ns, name)
+            if kind == "Ingress" and cur is None:  # admission on create, as kube-apiserver's
+                obj = networking.admit_default_class(obj, store.list("IngressClass")[0])
             if kind == "Service":
                 # Like the API server: allocate ClusterIP / NodePorts before the write, refuse conflicts.
                 if services is None:

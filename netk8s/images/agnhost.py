@@ -120,6 +120,7 @@ class NetexecHandler(QuietHandler):
             "/healthz": self._healthz,
             "/exit": self._exit,
             "/dial": self._dial,
+            "/header": self._header,
         }
         handler = routes.get(url.path)
         if handler is None:
@@ -140,6 +141,15 @@ class NetexecHandler(QuietHandler):
 
     def _echo(self, query: dict[str, list[str]]) -> None:
         self.reply(200, query.get("msg", [""])[0])
+
+    def _header(self, query: dict[str, list[str]]) -> None:
+        """netexec's /header: the value of request header `key`, or every header as JSON."""
+        key = query.get("key", [""])[0]
+        if key:
+            self.reply(200, self.headers.get(key, ""))
+        else:
+            self.reply(200, json.dumps({k: self.headers.get_all(k) for k in self.headers}),
+                       "application/json")
 
     def _healthz(self, query: dict[str, list[str]]) -> None:
         self.reply(200, "ok")

@@ -79,3 +79,65 @@ def kube_dns_objects(store_url: str, replicas: int = DNS_REPLICAS) -> list[dict]
         },
     }
     return [deployment, service]
+
+
+INGRESS_NAME = "ingress-nginx-controller"
+INGRESS_NAMESPACE = "ingress-nginx"
+INGRESS_CLASS = "nginx"
+INGRESS_CONTROLLER_CLASS = "k8s.io/ingress-nginx"
+INGRESS_HEALTH_PORT = 10254
+INGRESS_LABELS = {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/instance": "ingress-nginx",
+                  "app.kubernetes.io/component": "controller"}
+
+
+def ingress_objects(store_url: str, replicas: int = 1) -> list[dict]:
+    """ingress-nginx as its cloud deploy manifest installs it (deploy/static/provider/cloud/deploy.yaml): the
+    namespace, the default IngressClass `nginx`, the controller Deployment and its LoadBalancer Service
+    (`externalTrafficPolicy: Local`, so the client's address reaches nginx for X-Forwarded-For)."""
+    labels = dict(INGRESS_LABELS)
+    namespace = {"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": INGRESS_NAMESPACE, "labels": {"app.kubernetes.io/name": "ingress-nginx"}}}
+    ingress_class = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": INGRESS_CLASS, "labels": dict(labels),
+                     "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": INGRESS_CONTROLLER_CLASS},
+    }
+    probe = {"httpGet": {"path": "/healthz", "port": INGRESS_HEALTH_PORT, "scheme": "HTTP"},
+             "periodSeconds": 1, "timeoutSeconds": 1}
+    container = {
+        "name": "controller",
+        "image": images.INGRESS_IMAGE,
+        "args": ["/nginx-ingress-controller", f"--publish-service=$(POD_NAMESPACE)/{INGRESS_NAME}",
+                 f"--election-id={INGRESS_NAME}-leader", f"--controller-class={INGRESS_CONTROLLER_CLASS}",
+                 f"--ingress-class={INGRESS_CLASS}", f"--store={store_url}"],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+        "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"},
+                  {"name": "https", "containerPort": 443, "protocol": "TCP"}],
+        "readinessProbe": {**probe, "failureThreshold": 3},
+        "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 10, "failureThreshold": 5},
+    }
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": INGRESS_NAME, "namespace": INGRESS_NAMESPACE, "labels": dict(labels)},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(labels)},
+            "template": {"metadata": {"labels": dict(labels)},
+                         "spec": {"terminationGracePeriodSeconds": 10, "containers": [container]}},
+        },
+    }
+    service = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": INGRESS_NAME, "namespace": INGRESS_NAMESPACE, "labels": dict(labels)},
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "selector": dict(labels),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"},
+                      {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP",
+                       "appProtocol": "https"}],
+        },
+    }
+    return [namespace, ingress_class, deployment, service]

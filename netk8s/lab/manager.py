@@ -21,6 +21,7 @@ from netk8s.errors import LabError, NetK8sError
 from netk8s.lab import addons, procs, topology
 from netk8s.model import naming
 from netk8s.model.status import is_ready
+from netk8s.store.base import Store
 from netk8s.store.factory import open_store
 
 PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
@@ -53,7 +54,7 @@ def load_lab(name: str) -> LabInfo:
 
 def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str = "vxlan",
            store_kind: str = "sqlite", progress: Callable[[str], None] = lambda s: None,
-           timeout: float = 60.0, dns: bool = True) -> LabInfo:
+           timeout: float = 60.0, dns: bool = True, ingress: bool = True) -> LabInfo:
     naming.check_lab_name(name)
     if not 1 <= nodes <= 50:
         raise LabError(f"--nodes: must be between 1 and 50, got {nodes}")
@@ -73,6 +74,8 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
     if paths.root.exists():
         shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True)
+    # The store holds Secrets: only root may read the lab's state (kube-apiserver's etcd data is 0700).
+    paths.root.chmod(0o700)
     info = LabInfo(name, nodes, overlay, proxy_mode, f"sqlite://{paths.store}", time.time())
     try:
         plan = topology.plan_lab(name, nodes)
@@ -80,6 +83,7 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         topology.build_lab(plan)
         store = open_store(info.store)
         store.close()
+        paths.store.chmod(0o600)
         # node shells and agents use the legacy xtables tools as plain `iptables` (README: iptables backend)
         bin_dir_for_legacy(paths.root / "bin")
         paths.lab_file.write_text(json.dumps(asdict(info), indent=2))
@@ -96,6 +100,9 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         if dns:
             progress("deploying cluster DNS (kube-system/kube-dns, 10.96.0.10)")
             deploy_dns(info, timeout)
+        if ingress:
+            progress("deploying ingress-nginx (ingress-nginx/ingress-nginx-controller, IngressClass nginx)")
+            deploy_ingress(info, timeout)
     except BaseException:
         lab_down(name)
         raise
@@ -139,30 +146,61 @@ def start_upstream_dns(info: LabInfo) -> int:
 def deploy_dns(info: LabInfo, timeout: float) -> None:
     """Apply the kube-dns Deployment and Service, then wait until both replicas are Ready and listed
     as endpoints (so pods resolve names as soon as `lab up` returns)."""
-    from netk8s.cli.ops import apply_objects, pod_ready
+    from netk8s.cli.ops import pod_ready
+
+    def state(store: Store) -> tuple[bool, str]:
+        pods, _ = store.list("Pod", addons.DNS_NAMESPACE)
+        ready = [p for p in pods if (p["metadata"].get("labels") or {}).get("k8s-app") == addons.DNS_NAME
+                 and pod_ready(p)]
+        eps = store.try_get("Endpoints", addons.DNS_NAMESPACE, addons.DNS_NAME) or {}
+        addrs = [a for sub in eps.get("subsets") or [] for a in sub.get("addresses") or []]
+        done = len(ready) >= addons.DNS_REPLICAS and len(addrs) >= addons.DNS_REPLICAS
+        return done, f"{len(ready)} of {addons.DNS_REPLICAS} kube-dns pods Ready"
+
+    # the controller creates kube-system when it starts; apply refuses objects in a missing namespace
+    deploy_addon(info, timeout, "cluster DNS", addons.kube_dns_objects(info.store), state,
+                 "see 'netk8s get pods -n kube-system' and 'netk8s logs -n kube-system POD'",
+                 namespace=addons.DNS_NAMESPACE)
+
+
+def deploy_ingress(info: LabInfo, timeout: float) -> None:
+    """Apply ingress-nginx (namespace, IngressClass, Deployment, LoadBalancer Service), then wait until a
+    controller pod is Ready and the Service has its LoadBalancer IP."""
+    from netk8s.cli.ops import pod_ready
+
+    def state(store: Store) -> tuple[bool, str]:
+        pods, _ = store.list("Pod", addons.INGRESS_NAMESPACE)
+        ready = [p for p in pods if pod_ready(p)]
+        svc = store.try_get("Service", addons.INGRESS_NAMESPACE, addons.INGRESS_NAME) or {}
+        lb = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+        return bool(ready and lb), (f"{len(ready)} controller pods Ready, "
+                                    f"LoadBalancer IP {'assigned' if lb else 'pending'}")
+
+    deploy_addon(info, timeout, "ingress-nginx", addons.ingress_objects(info.store), state,
+                 "see 'netk8s get pods -n ingress-nginx' and 'netk8s logs -n ingress-nginx POD'")
+
+
+def deploy_addon(info: LabInfo, timeout: float, what: str, objects: list[dict],
+                 state: Callable[[Store], tuple[bool, str]], hint: str, namespace: str | None = None) -> None:
+    """Apply an add-on's objects (once `namespace` exists, when given), then poll `state` -> (done, how
+    far) until done; LabError naming how far it got after `timeout` seconds."""
+    from netk8s.cli.ops import apply_objects
     from netk8s.model.validate import validate_batch
 
     store = open_store(info.store)
     deadline = time.monotonic() + timeout
     try:
-        # the controller creates kube-system when it starts; apply refuses objects in a missing namespace
-        while store.try_get("Namespace", "", addons.DNS_NAMESPACE) is None:
+        while namespace is not None and store.try_get("Namespace", "", namespace) is None:
             if time.monotonic() > deadline:
-                raise LabError("namespace kube-system was not created", hint="see the controller log")
+                raise LabError(f"namespace {namespace} was not created", hint="see the controller log")
             time.sleep(0.1)
-        apply_objects(store, validate_batch([("kube-dns add-on", o) for o in addons.kube_dns_objects(info.store)]))
+        apply_objects(store, validate_batch([(f"{what} add-on", o) for o in objects]))
         while True:
-            pods, _ = store.list("Pod", addons.DNS_NAMESPACE)
-            ready = [p for p in pods if (p["metadata"].get("labels") or {}).get("k8s-app") == addons.DNS_NAME
-                     and pod_ready(p)]
-            eps = store.try_get("Endpoints", addons.DNS_NAMESPACE, addons.DNS_NAME) or {}
-            addrs = [a for sub in eps.get("subsets") or [] for a in sub.get("addresses") or []]
-            if len(ready) >= addons.DNS_REPLICAS and len(addrs) >= addons.DNS_REPLICAS:
+            done, how_far = state(store)
+            if done:
                 return
             if time.monotonic() > deadline:
-                raise LabError(f"cluster DNS not Ready after {timeout:.0f}s ({len(ready)} of "
-                               f"{addons.DNS_REPLICAS} kube-dns pods Ready)",
-                               hint="see 'netk8s get pods -n kube-system' and 'netk8s logs -n kube-system POD'")
+                raise LabError(f"{what} not Ready after {timeout:.0f}s ({how_far})", hint=hint)
             time.sleep(0.1)
     finally:
         store.close()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netk8s.model.kinds import KINDS
+from netk8s.model.networking import default_secret
 
 PROBE_DEFAULTS = {
     "initialDelaySeconds": 0,
@@ -172,6 +173,7 @@ _BY_KIND: dict[str, Callable[[dict], None]] = {
     "Service": _default_service,
     "Endpoints": _default_endpoints,
     "EndpointSlice": _default_endpointslice,
+    "Secret": default_secret,
 }
 
 

@@ -19,6 +19,12 @@ AGNHOST_MODULE = "netk8s.images.agnhost"
 # The cluster DNS image `lab up` deploys (netk8s.io/kube-dns): netk8s's dnslib server, args as given.
 DNS_IMAGE = "netk8s.io/kube-dns:1.0"
 DNS_MODULE = "netk8s.dns"
+# ingress-nginx's controller image (registry.k8s.io/ingress-nginx/controller; the older
+# quay.io/kubernetes-ingress-controller/nginx-ingress-controller) runs netk8s's ingress controller, which
+# drives Debian's nginx. Its ENTRYPOINT is `dumb-init --`, its CMD `/nginx-ingress-controller`.
+INGRESS_IMAGE = "registry.k8s.io/ingress-nginx/controller:v1.11.2"
+INGRESS_MODULE = "netk8s.ingress"
+INGRESS_ENTRYPOINT_WORDS = ("dumb-init", "--", "nginx-ingress-controller")
 AGNHOST_SUBCOMMANDS = ("netexec", "serve-hostname", "pause")
 SLEEP_FOREVER = ["sleep", "infinity"]
 
@@ -36,6 +42,22 @@ def image_name(image: str) -> str:
     ref = image.strip().split("@", 1)[0]
     last = ref.rsplit("/", 1)[-1]
     return last.split(":", 1)[0].lower()
+
+
+def is_ingress_nginx(image: str) -> bool:
+    """Whether an image reference names ingress-nginx's controller image (any registry, tag or digest)."""
+    ref = image.strip().split("@", 1)[0].lower()
+    repo, _, last = ref.rpartition("/")
+    path = f"{repo}/{last.split(':', 1)[0]}" if repo else last.split(":", 1)[0]
+    return path.endswith(("ingress-nginx/controller", "nginx-ingress-controller"))
+
+
+def _ingress_nginx(words: list[str], python: str) -> list[str]:
+    """The controller's flags, with the image's entrypoint words (`/usr/bin/dumb-init -- /nginx-ingress-
+    controller`) dropped from the front."""
+    while words and posixpath.basename(words[0]) in INGRESS_ENTRYPOINT_WORDS:
+        words = words[1:]
+    return [python, "-m", INGRESS_MODULE, *words]
 
 
 def _unsupported(image: str) -> ImageUnsupported:
@@ -108,6 +130,8 @@ def container_argv(container: Mapping, python: str, env: Mapping[str, str] | Non
     mapping = env or {}
     command = [expand(str(w), mapping) for w in (container.get("command") or [])]
     args = [expand(str(w), mapping) for w in (container.get("args") or [])]
+    if is_ingress_nginx(image):
+        return _ingress_nginx(command + args, python)
     if "agnhost" in name:
         # Manifests often spell the entrypoint out (`command: ["/agnhost", "netexec"]`).
         if command and posixpath.basename(command[0]) == "agnhost":

@@ -29,6 +29,9 @@ KINDS: dict[str, KindInfo] = {
         KindInfo("Deployment", "apps/v1", "deployments", ("deploy",), True),
         KindInfo("ReplicaSet", "apps/v1", "replicasets", ("rs",), True),
         KindInfo("StatefulSet", "apps/v1", "statefulsets", ("sts",), True),
+        KindInfo("Secret", "v1", "secrets", (), True),
+        KindInfo("Ingress", "networking.k8s.io/v1", "ingresses", ("ing",), True),
+        KindInfo("IngressClass", "networking.k8s.io/v1", "ingressclasses", (), False),
     )
 }
 

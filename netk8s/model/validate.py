@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Callable
 from typing import NoReturn
 
 from netk8s import config
@@ -19,6 +20,7 @@ from netk8s.model import fields
 from netk8s.model import labels as lbl
 from netk8s.model.defaults import PROBE_FIELDS, apply_defaults
 from netk8s.model.kinds import KINDS, KindInfo, object_key
+from netk8s.model.networking import convert_legacy_ingress, is_legacy_ingress
 
 DNS1123_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS1123_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -838,7 +840,16 @@ def _validate(obj: dict) -> None:
         _fail("apiVersion", f"{_show(api)} does not serve kind {kind}; use {_show(info.api_version)}",
               hint=f"set apiVersion: {info.api_version}")
     _metadata(obj, info)
-    _BY_KIND[kind](obj)
+    _validator(kind)(obj)
+
+
+def _validator(kind: str) -> Callable[[dict], None]:
+    if kind in _BY_KIND:
+        return _BY_KIND[kind]
+    # Imported here: validate_ingress builds on this module's field helpers.
+    from netk8s.model.validate_ingress import VALIDATORS
+
+    return VALIDATORS[kind]
 
 
 def validate(obj: dict) -> None:
@@ -852,14 +863,20 @@ def validate(obj: dict) -> None:
                               field=err.path, problem=err.problem) from None
 
 
-def validate_batch(objs: list[tuple[str, dict]]) -> list[dict]:
+def validate_batch(objs: list[tuple[str, dict]], warnings: list[str] | None = None) -> list[dict]:
     """Default and validate each (origin, object) of one apply; refuse the same object twice.
 
-    Returns the defaulted objects in order. An error message ends with `(in <origin>)`.
+    Returns the defaulted objects in order. An error message ends with `(in <origin>)`. A v1beta1
+    Ingress is converted to networking.k8s.io/v1 first; the warning naming the moved fields is appended
+    to `warnings` (the CLI prints it as kubectl prints a server's Warning header).
     """
     out: list[dict] = []
     seen: dict[tuple[str, str, str], str] = {}
     for origin, obj in objs:
+        if is_legacy_ingress(obj):
+            obj, warning = convert_legacy_ingress(obj)
+            if warnings is not None:
+                warnings.append(f"{_ref(obj)}: {warning} (in {origin})")
         try:
             # kubectl's default --validate=strict: unknown/duplicate fields refused, quantities parsed.
             obj, _ = fields.check(obj, obj.get("kind") if isinstance(obj.get("kind"), str) else None, strict=True)

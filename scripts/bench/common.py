@@ -198,8 +198,9 @@ class Lab:
     """A lab named by the benchmark, with its own state directory, driven through the real CLI."""
 
     def __init__(self, name: str, nodes: int = 3, overlay: str = "vxlan", proxy_mode: str = "iptables",
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None, ingress: bool = False) -> None:
         self.name, self.nodes, self.overlay, self.proxy_mode = name, nodes, overlay, proxy_mode
+        self.ingress = ingress  # ingress-nginx only where it is measured: it would add a pod to the others
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix=f"nk8sb-{name}-"))
         self.env = dict(os.environ, NETK8S_STATE_DIR=str(self.state_dir), NETK8S_LAB=name)
         self.env.pop("NETK8S_TAG", None)
@@ -220,7 +221,7 @@ class Lab:
     def up(self) -> None:
         self.is_up = True  # even a failed `up` may leave traces for down() to sweep
         self.cli("lab", "up", "--name", self.name, "--nodes", str(self.nodes), "--overlay", self.overlay,
-                 "--proxy-mode", self.proxy_mode, timeout=240)
+                 "--proxy-mode", self.proxy_mode, "--ingress" if self.ingress else "--no-ingress", timeout=240)
 
     def down(self) -> None:
         """Tear the lab down; finishes even when Ctrl-C / SIGTERM arrives meanwhile (a half-done

@@ -19,10 +19,11 @@ class Lab:
     """One lab, named uniquely, with its own state directory; every CLI call is a real subprocess."""
 
     def __init__(self, name: str, state_dir: Path, nodes: int = 3, overlay: str = "vxlan",
-                 proxy_mode: str = "iptables", dns: bool = False) -> None:
+                 proxy_mode: str = "iptables", dns: bool = False, ingress: bool = False) -> None:
         self.name, self.state_dir, self.nodes, self.overlay, self.proxy_mode = name, state_dir, nodes, overlay, proxy_mode
         # Cluster DNS costs two pods per lab: only the suites that resolve names ask for it.
         self.dns = dns
+        self.ingress = ingress  # ingress-nginx costs a pod and an nginx: only the Ingress suites ask for it
         self.env = dict(os.environ, NETK8S_STATE_DIR=str(state_dir), NETK8S_LAB=name)
         self.env.pop("NETK8S_TAG", None)
 
@@ -43,7 +44,8 @@ class Lab:
 
     def up(self) -> None:
         self.cli("lab", "up", "--nodes", str(self.nodes), "--overlay", self.overlay,
-                 "--proxy-mode", self.proxy_mode, "--dns" if self.dns else "--no-dns", timeout=180)
+                 "--proxy-mode", self.proxy_mode, "--dns" if self.dns else "--no-dns",
+                 "--ingress" if self.ingress else "--no-ingress", timeout=180)
 
     def down(self) -> None:
         self.cli("lab", "down", check=False, timeout=180)

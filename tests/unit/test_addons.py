@@ -41,3 +41,32 @@ def test_ip_masq_rules_keep_pod_to_pod_and_masquerade_the_rest() -> None:
     rules = [ln for ln in lines if ln.startswith("ip saddr")]
     assert rules == ["ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return",
                      "ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random"]
+
+
+def test_ingress_nginx_objects_are_valid_and_run_the_builtin_controller() -> None:
+    from netk8s.model.images import is_ingress_nginx
+
+    objs = validate_batch([("addons", o) for o in addons.ingress_objects(URL)])
+    store = MemoryStore()
+    apply_objects(store, objs)
+    svc = store.get("Service", "ingress-nginx", "ingress-nginx-controller")
+    assert svc["spec"]["type"] == "LoadBalancer" and svc["spec"]["externalTrafficPolicy"] == "Local"
+    ports = {p["port"]: p["nodePort"] for p in svc["spec"]["ports"]}
+    assert set(ports) == {80, 443} and all(30000 <= n <= 32767 for n in ports.values())
+    cls = store.get("IngressClass", "", "nginx")
+    assert cls["spec"]["controller"] == "k8s.io/ingress-nginx"
+    assert cls["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"] == "true"
+    container = store.get("Deployment", "ingress-nginx", "ingress-nginx-controller")["spec"]["template"]["spec"][
+        "containers"][0]
+    argv = container_argv(container, "/py", {"POD_NAMESPACE": "ingress-nginx"})
+    assert argv[:3] == ["/py", "-m", "netk8s.ingress"]
+    assert "--publish-service=ingress-nginx/ingress-nginx-controller" in argv and f"--store={URL}" in argv
+    for image in ("registry.k8s.io/ingress-nginx/controller:v1.11.2@sha256:d5f8217feeac4887cb1ed21f27c2674e58be06bd8f5184cacea2a69abaf78dce",
+                  "k8s.gcr.io/ingress-nginx/controller:v1.1.1",
+                  "quay.io/kubernetes-ingress-controller/nginx-ingress-controller:0.30.0"):
+        assert is_ingress_nginx(image), image
+    assert not is_ingress_nginx("nginx:1.25") and not is_ingress_nginx("example.com/controller:1")
+    entry = container_argv({"image": "registry.k8s.io/ingress-nginx/controller:v1.9.0",
+                            "command": ["/usr/bin/dumb-init", "--"], "args": ["/nginx-ingress-controller", "--x=1"]},
+                           "/py")
+    assert entry == ["/py", "-m", "netk8s.ingress", "--x=1"]

@@ -150,3 +150,29 @@ def test_render_report_lists_machine_targets_and_sections() -> None:
     assert "![1. Rules](docs/bench/rules.png)" in text
     assert "**This benchmark failed:** dnsperf not installed" in text
     assert "make bench-quick" in text
+
+
+def test_parse_wrk() -> None:
+    from scripts.bench.ingress import parse_wrk
+
+    text = """Running 5s test @ http://192.168.56.200/
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    10.54ms    2.10ms  40.12ms   90.00%
+    Req/Sec     1.52k   100.00     1.70k    70.00%
+  Latency Distribution
+     50%   10.10ms
+     75%   11.00ms
+     90%  950.00us
+     99%    1.20s
+  7590 requests in 5.00s, 1.20MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   1517.80
+Transfer/sec:    245.90KB
+"""
+    out = parse_wrk(text)
+    assert out["rps"] == 1517.80
+    assert out["percentiles"] == {50.0: pytest.approx(0.0101), 75.0: pytest.approx(0.011),
+                                  90.0: pytest.approx(0.00095), 99.0: pytest.approx(1.2)}
+    assert out["errors"] == 7

@@ -20,7 +20,8 @@ def gv_of(kind: str) -> str:
 
 def test_index_lists_every_group_version_with_a_content_hash() -> None:
     index = openapi_v3_index()
-    assert set(index["paths"]) == {"api/v1", "apis/apps/v1", "apis/discovery.k8s.io/v1"}
+    assert set(index["paths"]) == {"api/v1", "apis/apps/v1", "apis/discovery.k8s.io/v1",
+                                   "apis/networking.k8s.io/v1"}
     for key, entry in index["paths"].items():
         url = entry["serverRelativeURL"]
         assert re.fullmatch(rf"/openapi/v3/{re.escape(key)}\?hash=[0-9A-F]{{128}}", url)

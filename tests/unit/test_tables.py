@@ -25,6 +25,9 @@ EXPECTED_COLUMNS = {
     "Endpoints": ["Name", "Endpoints", "Age"],
     "EndpointSlice": ["Name", "AddressType", "Ports", "Endpoints", "Age"],
     "ConfigMap": ["Name", "Data", "Age"],
+    "Secret": ["Name", "Type", "Data", "Age"],
+    "Ingress": ["Name", "Class", "Hosts", "Address", "Ports", "Age"],
+    "IngressClass": ["Name", "Controller", "Parameters", "Age"],
 }
 
 

@@ -19,6 +19,7 @@ from netk8s.cli.describe import (  # noqa: F401
     endpoints,
     endpointslice,
     namespace,
+    networking,
     node,
     pod,
     replicaset,
