@@ -524,6 +524,11 @@ def _endpointslice_row(obj: dict, now: float, wide: bool) -> list[str]:
             format_age(_meta(obj).get("creationTimestamp"), now)]
 
 
+def _networkpolicy_row(obj: dict, now: float, wide: bool) -> list[str]:
+    """printNetworkPolicy: POD-SELECTOR is FormatLabelSelector of spec.podSelector (`<none>` for {})."""
+    return [format_label_selector(_spec(obj).get("podSelector")), format_age(_meta(obj).get("creationTimestamp"), now)]
+
+
 def _generic_row(obj: dict, now: float, wide: bool) -> list[str]:
     return [format_age(_meta(obj).get("creationTimestamp"), now)]
 
@@ -545,6 +550,7 @@ _TABLES: dict[str, tuple[list[str], list[str], RowFn]] = {
     "Service": (["TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], ["SELECTOR"], _service_row),
     "Endpoints": (["ENDPOINTS", "AGE"], [], _endpoints_row),
     "EndpointSlice": (["ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], [], _endpointslice_row),
+    "NetworkPolicy": (["POD-SELECTOR", "AGE"], [], _networkpolicy_row),
 }
 
 

@@ -28,6 +28,7 @@ KINDS: dict[str, KindInfo] = {
         KindInfo("Deployment", "apps/v1", "deployments", ("deploy",), True),
         KindInfo("ReplicaSet", "apps/v1", "replicasets", ("rs",), True),
         KindInfo("StatefulSet", "apps/v1", "statefulsets", ("sts",), True),
+        KindInfo("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", ("netpol",), True),
     )
 }
 
