@@ -322,10 +322,10 @@ def build(pods: Iterable[dict], policies: Iterable[dict], namespaces: Iterable[d
         egress: list[Clause] = []
         for pol in ordered:
             pmeta, spec = pol["metadata"], pol.get("spec") or {}
-            ns = pmeta.get("namespace") or "default"
-            if ns != pod.namespace or not _selector(spec.get("podSelector")).matches(pod.labels):
+            pol_ns = pmeta.get("namespace") or "default"
+            if pol_ns != pod.namespace or not _selector(spec.get("podSelector")).matches(pod.labels):
                 continue
-            key = f"{ns}/{pmeta['name']}"
+            key = f"{pol_ns}/{pmeta['name']}"
             types = spec.get("policyTypes") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
             if "Ingress" in types:
                 ingress_by.append(key)
