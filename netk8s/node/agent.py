@@ -38,7 +38,7 @@ BACKOFF_START = 10.0  # kubelet's CrashLoopBackOff: 10 s doubling, capped at 5 m
 BACKOFF_MAX = 300.0
 VTEP_ANNOTATION = "flannel.alpha.coreos.com/backend-data"
 PUBLIC_IP_ANNOTATION = "flannel.alpha.coreos.com/public-ip"
-WATCHED_KINDS = ["Node", "Pod", "Service", "Endpoints", "EndpointSlice", "Namespace"]
+WATCHED_KINDS = ["Node", "Pod", "Service", "Endpoints", "EndpointSlice", "Namespace", "NetworkPolicy"]
 
 
 def rfc3339(ts: float) -> str:
