@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from netk8s.cli.describe_netpol import describe_networkpolicy
 from netk8s.cli.printers import (
     NONE,
     _int,
@@ -927,6 +928,8 @@ _DESCRIBERS: dict[str, Callable[[_Writer, dict, dict[str, list[dict]], float], N
     "Service": _describe_service,
     "Endpoints": _describe_endpoints,
     "EndpointSlice": _describe_endpointslice,
+    "NetworkPolicy": lambda w, obj, related, now: describe_networkpolicy(w, obj, _labels_multiline,
+                                                                      _annotations_multiline),
 }
 
 

@@ -67,3 +67,48 @@ def test_apply_and_get_netpol_through_the_cli(lab_env: Path) -> None:  # noqa: F
     assert lines[1].split()[:2] == ["allow-all", "role=db"]
     res = runner.invoke(cli, ["get", "networkpolicy", "allow-all", "-o", "json"])
     assert json.loads(res.output)["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_describe_netpol_like_kubectl() -> None:
+    from netk8s.cli.describe import describe
+    from netk8s.model.manifest import load_documents
+
+    path = Path(__file__).resolve().parents[1] / "manifests" / "valid" / "networkpolicy.yaml"
+    obj = apply_defaults(load_documents([str(path)])[0][1])
+    obj["metadata"]["creationTimestamp"] = "2024-05-01T11:55:00Z"
+    assert describe(obj, {}, NOW) == """Name:         test-network-policy
+Namespace:    default
+Created on:   2024-05-01 11:55:00 +0000 UTC
+Labels:       <none>
+Annotations:  <none>
+Spec:
+  PodSelector:     role=db
+  Allowing ingress traffic:
+    To Port: 6379/TCP
+    To Port: metrics/TCP
+    From:
+      IPBlock:
+        CIDR: 172.17.0.0/16
+        Except: 172.17.1.0/24
+    From:
+      NamespaceSelector: project=myproject
+    From:
+      NamespaceSelector: team in (a,b)
+      PodSelector: role=frontend
+  Allowing egress traffic:
+    To Port: 32000-32768/TCP
+    To Port: 53/UDP
+    To:
+      IPBlock:
+        CIDR: 10.0.0.0/24
+        Except: 
+  Policy Types: Ingress, Egress"""
+
+
+def test_describe_default_deny() -> None:
+    from netk8s.cli.describe import describe
+
+    obj = apply_defaults(_np({"podSelector": {}}, "deny"))
+    text = describe(obj, {}, NOW)
+    assert "  PodSelector:     <none> (Allowing the specific traffic to all pods in this namespace)\n" in text
+    assert "    <none> (Selected pods are isolated for ingress connectivity)\n  Not affecting egress traffic\n" in text
