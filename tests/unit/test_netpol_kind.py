@@ -112,3 +112,29 @@ def test_describe_default_deny() -> None:
     text = describe(obj, {}, NOW)
     assert "  PodSelector:     <none> (Allowing the specific traffic to all pods in this namespace)\n" in text
     assert "    <none> (Selected pods are isolated for ingress connectivity)\n  Not affecting egress traffic\n" in text
+
+
+def test_policy_why_through_the_cli(lab_env: Path) -> None:  # noqa: F811
+    from netk8s.store.sqlite import SqliteStore
+
+    store = SqliteStore(lab_env / "store.db")
+    for name, ip, labels in (("web", "10.244.1.5", {"app": "web"}), ("cli", "10.244.2.6", {"app": "cli"})):
+        store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": name, "namespace": "default", "labels": labels, "annotations": {"netk8s.io/pod-ip": ip}},
+            "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "agnhost"}]}})
+    store.create(apply_defaults(_np({"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [
+        {"from": [{"podSelector": {"matchLabels": {"app": "cli"}}}], "ports": [{"port": 80}]}]}, "web-in")
+        | {"metadata": {"name": "web-in", "namespace": "default"}}))
+    store.close()
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["policy", "why", "cli", "web", "80"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.splitlines()[0] == "ALLOWED"
+    assert "ingress of default/web from default/cli on 80/TCP: allowed by networkpolicy default/web-in ingress[0]" in ok.output
+    no = runner.invoke(cli, ["policy", "why", "default/cli", "web", "81", "--proto", "udp"])
+    assert no.exit_code == 0 and no.output.splitlines()[0] == "DROPPED"
+    assert "isolated by networkpolicy default/web-in and no rule allows it: dropped" in no.output
+    bad = runner.invoke(cli, ["policy", "why", "cli", "nothere", "80"])
+    assert bad.exit_code == 1 and 'DST: pod "default/nothere" not found' in bad.output
+    bad = runner.invoke(cli, ["policy", "why", "cli", "web", "99999"])
+    assert bad.exit_code == 1 and "PORT: must be a number" in bad.output
