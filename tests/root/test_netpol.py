@@ -259,3 +259,24 @@ def test_label_changes_update_enforcement_and_deleting_restores(lab: Lab) -> Non
         lab.relabel("Namespace", "", "y", "team", None)
     converge(lab)
     assert all(expected(live_model(lab), c) for c in cells(lab))  # full reachability again
+
+
+def test_policy_why_agrees_with_the_probes(lab: Lab) -> None:
+    c = next(c for c in CASES if c.name == "two-rules-one-policy")
+    apply_policies(lab, c.policies)
+    try:
+        converge(lab)
+        todo = [cell for cell in cells(lab) if cell.dst in PODS and cell.port in (80, 81) and
+                (cell.port, cell.proto) in ((80, "TCP"), (81, "UDP"))]
+        got = probe_all(lab, todo)
+
+        def why(cell: Cell) -> bool:
+            out = lab.cli("policy", "why", cell.src, cell.dst, str(cell.port), "--proto", cell.proto.lower()).stdout
+            return out.splitlines()[0] == "ALLOWED"
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            said = dict(zip(todo, pool.map(why, todo)))
+        assert said == got, side_by_side(said, got)
+        assert not all(said.values()) and any(said.values())
+    finally:
+        delete_policies(lab)
