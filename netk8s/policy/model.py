@@ -157,23 +157,20 @@ class Model:
     def check(self, src_ip: str, dst_ip: str, port: int, protocol: str = "TCP") -> Verdict:
         """May a new connection from src_ip reach dst_ip:port/protocol (after any DNAT)?"""
         src, dst = self.pod_by_ip(src_ip), self.pod_by_ip(dst_ip)
-        reasons: list[str] = []
-        deciding: list[str] = []
         if src is not None and dst is not None and src.key == dst.key:
             return Verdict(True, (f"{src.key} reaches itself over loopback: no policy applies",))
+        steps: list[tuple[bool, str, list[str]]] = []
         if src is not None:
-            ok, why, refs = _direction(self.policies[src.key], "egress", dst_ip, protocol, port,
-                                       f"to {dst.key if dst else dst_ip}")
-            reasons.append(why)
-            deciding += refs
-            if not ok:
-                return Verdict(False, tuple(reasons), tuple(deciding))
-        if dst is not None:
-            if src_ip in self.node_ips.get(dst.node, frozenset()):
-                reasons.append(f"ingress of {dst.key}: from its own node {dst.node}: always allowed")
-                return Verdict(True, tuple(reasons), tuple(deciding))
-            ok, why, refs = _direction(self.policies[dst.key], "ingress", src_ip, protocol, port,
-                                       f"from {src.key if src else src_ip}")
+            steps.append(_direction(self.policies[src.key], "egress", dst_ip, protocol, port,
+                                    f"to {dst.key if dst else dst_ip}"))
+        if dst is not None and src_ip in self.node_ips.get(dst.node, frozenset()):
+            steps.append((True, f"ingress of {dst.key}: from its own node {dst.node}: always allowed", []))
+        elif dst is not None:
+            steps.append(_direction(self.policies[dst.key], "ingress", src_ip, protocol, port,
+                                    f"from {src.key if src else src_ip}"))
+        reasons: list[str] = []
+        deciding: list[str] = []
+        for ok, why, refs in steps:
             reasons.append(why)
             deciding += refs
             if not ok:
