@@ -26,6 +26,7 @@ from netk8s.model import naming
 from netk8s.policy.model import Model, build
 from tests.netpol_cases import (
     CASES,
+    DENY_IN,
     NAMESPACES,
     POD_NAMES,
     PODS,
@@ -284,3 +285,64 @@ def test_policy_why_agrees_with_the_probes(lab: Lab) -> None:
         assert not all(said.values()) and any(said.values())
     finally:
         delete_policies(lab)
+
+
+def _http_on(sock: socket.socket) -> bool:
+    """One keep-alive request on an open connection, read to the end of its body."""
+    try:
+        sock.sendall(b"GET /hostname HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        while len(body) < length:
+            body += sock.recv(4096)
+        return head.startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def test_established_connections_survive_a_new_policy_new_ones_follow_it(lab: Lab) -> None:
+    pods, ips = all_pods(lab), _ip_of(lab)
+    sock = netns.open_socket(naming.pod_netns(lab.name, pods["y/b"]["metadata"]["uid"]), socket.AF_INET,
+                             socket.SOCK_STREAM)
+    sock.settimeout(PROBE_TIMEOUT * 2)
+    try:
+        sock.connect((ips["x/a"], 80))
+        assert _http_on(sock)
+        apply_policies(lab, [DENY_IN])
+        converge(lab)  # new connections into x are dropped now
+        assert _http_on(sock), "the connection established before the policy must keep working"
+    finally:
+        sock.close()
+        delete_policies(lab)
+
+
+def test_a_new_pod_matching_a_selector_is_let_in(lab: Lab) -> None:
+    apply_policies(lab, [np("from-b", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [
+        {"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}]})])
+    try:
+        converge(lab)
+        lab.apply(json.dumps({"apiVersion": "v1", "kind": "Pod",
+                              "metadata": {"name": "b2", "namespace": "x", "labels": {"pod": "b"}},
+                              "spec": {"nodeName": naming.node_name(2), "containers": [
+                                  {"name": "c", "image": "busybox", "command": ["sleep", "infinity"]}]}}))
+        lab.wait_for("x/b2 ready", lambda: _ready(all_pods(lab).get("x/b2") or {}), timeout=90)
+        model = live_model(lab)
+        pods, ips = all_pods(lab), _ip_of(lab)
+        new = Cell("x/b2", "x/a", ips["x/a"], 80, "TCP", ips["x/b2"], (ips["x/a"],))
+        assert expected(model, new)
+        other = Cell("x/b2", "x/c", ips["x/c"], 80, "TCP", ips["x/b2"], (ips["x/c"],))
+        deadline = time.monotonic() + CONVERGE
+        while not probe(lab, pods, new) and time.monotonic() < deadline:
+            pass
+        assert probe(lab, pods, new) and probe(lab, pods, other) == expected(model, other)
+    finally:
+        lab.cli("delete", "pod", "b2", "-n", "x", check=False)
+        delete_policies(lab)
+        lab.wait_for("x/b2 gone", lambda: "x/b2" not in all_pods(lab), timeout=90)
