@@ -620,7 +620,15 @@ def _columns_by_kind() -> dict[str, tuple[list[Column], RowFn]]:
             Column("Controller", description="Controller that is responsible for handling this class"),
             Column("Parameters", description="A reference to a resource with additional parameters"), _age(),
         ], _ingressclass_row),
+        "NetworkPolicy": ([
+            _col("Pod-Selector", "io.k8s.api.networking.v1.NetworkPolicySpec", "podSelector"), _age(),
+        ], _networkpolicy_row),
     }
+
+
+def _networkpolicy_row(obj: dict, now: float, wide: bool) -> list[str]:
+    """printNetworkPolicy: POD-SELECTOR is FormatLabelSelector of spec.podSelector (`<none>` for {})."""
+    return [format_label_selector(_spec(obj).get("podSelector")), format_age(_meta(obj).get("creationTimestamp"), now)]
 
 
 _TABLES: dict[str, tuple[list[Column], RowFn]] = {}

@@ -165,6 +165,22 @@ def _default_endpointslice(obj: dict) -> None:
         _set(port, "protocol", "TCP")
 
 
+def _default_networkpolicy(obj: dict) -> None:
+    """SetDefaults_NetworkPolicy / _NetworkPolicyPort (pkg/apis/networking/v1/defaults.go): protocol TCP;
+    policyTypes Ingress, plus Egress when egress rules are given."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    for direction in ("ingress", "egress"):
+        for rule in _dicts(spec.get(direction)):
+            for port in _dicts(rule.get("ports")):
+                _set(port, "protocol", "TCP")
+    if not spec.get("policyTypes"):
+        spec["policyTypes"] = ["Ingress"] + (["Egress"] if spec.get("egress") else [])
+    if spec.get("podSelector") is None:
+        spec["podSelector"] = {}
+
+
 _BY_KIND: dict[str, Callable[[dict], None]] = {
     "Pod": _default_pod,
     "Deployment": _default_deployment,
@@ -174,6 +190,7 @@ _BY_KIND: dict[str, Callable[[dict], None]] = {
     "Endpoints": _default_endpoints,
     "EndpointSlice": _default_endpointslice,
     "Secret": default_secret,
+    "NetworkPolicy": _default_networkpolicy,
 }
 
 

@@ -32,6 +32,7 @@ KINDS: dict[str, KindInfo] = {
         KindInfo("Secret", "v1", "secrets", (), True),
         KindInfo("Ingress", "networking.k8s.io/v1", "ingresses", ("ing",), True),
         KindInfo("IngressClass", "networking.k8s.io/v1", "ingressclasses", (), False),
+        KindInfo("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", ("netpol",), True),
     )
 }
 

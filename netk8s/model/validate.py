@@ -808,6 +808,83 @@ def _validate_node(obj: dict) -> None:
     _opt_bool(spec, "unschedulable", "spec")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# NetworkPolicy (pkg/apis/networking/validation/validation.go ValidateNetworkPolicySpec)
+
+POLICY_TYPES = ("Ingress", "Egress")
+
+
+def _cidr(value: object, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if value is None or value == "":
+        _fail(path, "is required")
+    try:
+        return ipaddress.ip_network(_str(value, path), strict=False)
+    except ValueError:
+        _fail(path, f"must be a valid CIDR (e.g. 10.0.0.0/16), got {_show(value)}")
+
+
+def _policy_port(port: object, path: str) -> None:
+    """ValidateNetworkPolicyPort: protocol, numeric or named port, endPort only with a numeric port."""
+    p = _mapping(port, path)
+    if p.get("protocol") is not None:
+        _enum(p["protocol"], f"{path}.protocol", PROTOCOLS)
+    value, end = p.get("port"), p.get("endPort")
+    if value is None:
+        if end is not None:
+            _fail(f"{path}.endPort", "may not be specified when `port` is not specified")
+        return
+    if isinstance(value, str):  # an IntOrString holding a string is a port name, even "80"
+        if end is not None:
+            _fail(f"{path}.endPort", "may not be specified when `port` is non-numeric")
+        err = iana_svc_name_error(value)
+        if err:
+            _fail(f"{path}.port", err)
+        return
+    number = _port_number(value, f"{path}.port")
+    if end is not None:
+        end_number = _port_number(end, f"{path}.endPort")
+        if end_number < number:
+            _fail(f"{path}.endPort", f"must be greater than or equal to `port` ({number}), got {end_number}")
+
+
+def _policy_peer(peer: object, path: str) -> None:
+    """ValidateNetworkPolicyPeer: at least one selector or an ipBlock, and an ipBlock alone."""
+    p = _mapping(peer, path)
+    given = [k for k in ("podSelector", "namespaceSelector", "ipBlock") if p.get(k) is not None]
+    if not given:
+        _fail(path, "must specify a peer (podSelector, namespaceSelector or ipBlock)")
+    if "ipBlock" in given and len(given) > 1:
+        _fail(path, "may not specify both ipBlock and another peer")
+    for key in ("podSelector", "namespaceSelector"):
+        if p.get(key) is not None:
+            _label_selector(p[key], f"{path}.{key}")
+    if p.get("ipBlock") is not None:
+        block = _mapping(p["ipBlock"], f"{path}.ipBlock")
+        cidr = _cidr(block.get("cidr"), f"{path}.ipBlock.cidr")
+        for i, exc in enumerate(_list(block.get("except"), f"{path}.ipBlock.except")):
+            sub = _cidr(exc, f"{path}.ipBlock.except[{i}]")
+            if sub.version != cidr.version or not sub.subnet_of(cidr) or sub.prefixlen <= cidr.prefixlen:  # type: ignore[arg-type]
+                _fail(f"{path}.ipBlock.except[{i}]", f"must be a strict subset of `cidr` ({cidr}), got {_show(exc)}")
+
+
+def _validate_networkpolicy(obj: dict) -> None:
+    spec = _mapping(obj.get("spec"), "spec", required=True)
+    _label_selector(spec.get("podSelector") if spec.get("podSelector") is not None else {}, "spec.podSelector")
+    for direction, peers in (("ingress", "from"), ("egress", "to")):
+        for i, rule in enumerate(_list(spec.get(direction), f"spec.{direction}")):
+            path = f"spec.{direction}[{i}]"
+            r = _mapping(rule, path)
+            for j, port in enumerate(_list(r.get("ports"), f"{path}.ports")):
+                _policy_port(port, f"{path}.ports[{j}]")
+            for j, peer in enumerate(_list(r.get(peers), f"{path}.{peers}")):
+                _policy_peer(peer, f"{path}.{peers}[{j}]")
+    types = _list(spec.get("policyTypes"), "spec.policyTypes")
+    for i, t in enumerate(types):
+        _enum(t, f"spec.policyTypes[{i}]", POLICY_TYPES)
+    if len(types) > len(POLICY_TYPES):
+        _fail("spec.policyTypes", "may not specify more than two policyTypes")
+
+
 _BY_KIND = {
     "Pod": _validate_pod,
     "Deployment": _validate_workload,
@@ -819,6 +896,7 @@ _BY_KIND = {
     "ConfigMap": _validate_configmap,
     "Namespace": _validate_namespace,
     "Node": _validate_node,
+    "NetworkPolicy": _validate_networkpolicy,
 }
 
 

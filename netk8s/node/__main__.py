@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
                       overlay=args.overlay, pod_cidr=args.pod_cidr, node_resolv=args.node_resolv)
     agent = NodeAgent(store, cfg)
     agent.plugins.extend(proxy_plugins(args.proxy_mode, cfg, args.ipvs_scheduler))
+    from netk8s.policy.syncer import PolicySyncer
+
+    agent.plugins.append(PolicySyncer(cfg.node))
     agent.run(stop)
     store.close()
     return 0

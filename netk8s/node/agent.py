@@ -36,7 +36,7 @@ from netk8s.store.informer import Informer
 
 log = logging.getLogger("netk8s.node")
 
-WATCHED_KINDS = ["Node", "Pod", "Service", "Endpoints", "EndpointSlice", "Namespace"]
+WATCHED_KINDS = ["Node", "Pod", "Service", "Endpoints", "EndpointSlice", "Namespace", "NetworkPolicy"]
 
 __all__ = ["WATCHED_KINDS", "AgentConfig", "AgentPlugin", "NodeAgent"]
 

@@ -66,6 +66,26 @@ class Lab:
     def node_exec(self, where: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         return self.cli("lab", "exec", where, *argv, check=check, timeout=timeout)
 
+    def relabel(self, kind: str, namespace: str, name: str, key: str, value: str | None) -> None:
+        """Set (or, with None, remove) one label through the lab's store, as `kubectl label` would."""
+        from netk8s.store.base import mutate
+        from netk8s.store.factory import open_store
+
+        def change(obj: dict) -> dict:
+            labels = obj["metadata"].setdefault("labels", {})
+            if value is None:
+                labels.pop(key, None)
+            else:
+                labels[key] = value
+            return obj
+
+        info = json.loads((self.state_dir / self.name / "lab.json").read_text())
+        store = open_store(info["store"])
+        try:
+            mutate(store, kind, namespace, name, change)
+        finally:
+            store.close()
+
     def wait_for(self, what: str, fn: Callable[[], Any], timeout: float = 60, interval: float = 0.2) -> Any:
         deadline = time.monotonic() + timeout
         last: Any = None

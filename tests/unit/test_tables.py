@@ -28,6 +28,7 @@ EXPECTED_COLUMNS = {
     "Secret": ["Name", "Type", "Data", "Age"],
     "Ingress": ["Name", "Class", "Hosts", "Address", "Ports", "Age"],
     "IngressClass": ["Name", "Controller", "Parameters", "Age"],
+    "NetworkPolicy": ["Name", "Pod-Selector", "Age"],
 }
 
 

@@ -20,6 +20,7 @@ from netk8s.cli.describe import (  # noqa: F401
     endpointslice,
     namespace,
     networking,
+    networkpolicy_text,
     node,
     pod,
     replicaset,
