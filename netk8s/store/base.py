@@ -322,10 +322,20 @@ def check_since(since: int, compacted: int) -> None:
 
 
 class WriteVerbs:
-    """create/update/put/delete/transaction for a backend that implements one atomic `_write(ops)`."""
+    """create/update/put/delete/transaction for a backend that implements one atomic `_write(ops)`,
+    and get() over the backend's try_get()."""
 
     def _write(self, ops: list[Op]) -> list[dict]:
         raise NotImplementedError
+
+    def try_get(self, kind: str, namespace: str, name: str) -> dict | None:
+        raise NotImplementedError
+
+    def get(self, kind: str, namespace: str, name: str) -> dict:
+        obj = self.try_get(kind, namespace, name)
+        if obj is None:
+            raise not_found(normalize_key(kind, namespace, name))
+        return obj
 
     def create(self, obj: dict) -> dict:
         return self._write([Op("create", obj)])[0]

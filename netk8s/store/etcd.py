@@ -31,8 +31,8 @@ from typing import Any
 
 import requests
 import urllib3
-from etcd3gw.client import Etcd3Client
 from etcd3gw import exceptions as etcd_exc
+from etcd3gw.client import Etcd3Client
 from requests.adapters import HTTPAdapter
 
 from netk8s.errors import Conflict, Expired, NetK8sError
@@ -45,7 +45,6 @@ from netk8s.store.base import (
     apply_op,
     from_json,
     normalize_key,
-    not_found,
     to_json,
     utc_timestamp,
 )
@@ -232,12 +231,6 @@ class EtcdStore(WriteVerbs):
                 pass  # someone compacted further already
 
     # -- Store protocol ------------------------------------------------------------------------------
-
-    def get(self, kind: str, namespace: str, name: str) -> dict:
-        obj = self.try_get(kind, namespace, name)
-        if obj is None:
-            raise not_found(normalize_key(kind, namespace, name))
-        return obj
 
     def try_get(self, kind: str, namespace: str, name: str) -> dict | None:
         return self._read(normalize_key(kind, namespace, name))[0]

@@ -34,7 +34,7 @@ def _open_etcd(rest: str) -> Store:
         from netk8s.dataplane.netns import open_socket
 
         ns = opts["netns"]
-        factory = lambda: open_socket(ns, socket.AF_INET, socket.SOCK_STREAM)  # noqa: E731
+        factory = lambda: open_socket(ns, socket.AF_INET, socket.SOCK_STREAM)
     return EtcdStore(host, port, prefix=opts.get("prefix", DEFAULT_PREFIX), socket_factory=factory)
 
 

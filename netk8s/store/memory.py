@@ -23,7 +23,6 @@ from netk8s.store.base import (
     check_since,
     from_json,
     normalize_key,
-    not_found,
     to_json,
     utc_timestamp,
 )
@@ -97,12 +96,6 @@ class MemoryStore(WriteVerbs):
             self._compacted = upto
 
     # -- Store protocol ------------------------------------------------------------------------------
-
-    def get(self, kind: str, namespace: str, name: str) -> dict:
-        obj = self.try_get(kind, namespace, name)
-        if obj is None:
-            raise not_found(normalize_key(kind, namespace, name))
-        return obj
 
     def try_get(self, kind: str, namespace: str, name: str) -> dict | None:
         key = normalize_key(kind, namespace, name)

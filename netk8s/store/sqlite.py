@@ -26,7 +26,6 @@ from netk8s.store.base import (
     check_since,
     from_json,
     normalize_key,
-    not_found,
     to_json,
     utc_timestamp,
 )
@@ -178,12 +177,6 @@ class SqliteStore(WriteVerbs):
             conn.execute("UPDATE meta SET value=? WHERE key='compacted'", (upto,))
 
     # -- Store protocol ------------------------------------------------------------------------------
-
-    def get(self, kind: str, namespace: str, name: str) -> dict:
-        obj = self.try_get(kind, namespace, name)
-        if obj is None:
-            raise not_found(normalize_key(kind, namespace, name))
-        return obj
 
     def try_get(self, kind: str, namespace: str, name: str) -> dict | None:
         try:
