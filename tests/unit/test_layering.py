@@ -27,6 +27,8 @@ PURE_MODULES = [
     "netk8s.proxy.render_ipvs",
     "netk8s.proxy.render_nftables",
     "netk8s.proxy.userspace_rules",
+    "netk8s.policy.model",
+    "netk8s.policy.nftables",
     "netk8s.dns.records",
     "netk8s.controller.reconcile",
     "netk8s.controller.endpoints",
