@@ -22,6 +22,7 @@ from typing import Any
 
 from netk8s.dataplane import links
 from netk8s.dataplane import netns as dp_netns
+from netk8s.model.status import is_ready  # noqa: F401  (re-exported: the benchmarks import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
 NS_PREFIX = "nk8sb-"
@@ -287,11 +288,6 @@ def _run_shielded(argv: list[str], env: dict[str, str], timeout: float = 240) ->
         except KeyboardInterrupt as exc:
             interrupted = exc
             print("bench: cleaning up the lab, please wait", file=sys.stderr)
-
-
-def is_ready(obj: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (obj.get("status") or {}).get("conditions") or [])
 
 
 def try_lab(lab: Lab) -> str | None:
