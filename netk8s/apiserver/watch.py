@@ -115,11 +115,23 @@ class SelectedEvents:
         self.keep = keep
         self.selective = selective
         self.matching: set[str] = set()
+        self.unknown: set[str] = set()
+        self.known: set[str] | None = None  # uids listed at seed time; None: not seeded
 
-    def seed(self, objects: list[dict]) -> None:
-        """Objects that match when the watch starts (so leaving the selector later is a DELETED)."""
-        if self.selective:
-            self.matching.update(_uid(o) for o in objects if self.keep(o))
+    def seed(self, objects: list[dict], since: int) -> None:
+        """What matched at revision `since`, from the objects as they are now. An object written after
+        `since` (or gone since) has an unknown past: its first event counts it as having matched, so that
+        leaving the selector is a DELETED (harmless if the client never had it) and is never lost."""
+        if not self.selective:
+            return
+        self.known = set()
+        for o in objects:
+            uid = _uid(o)
+            self.known.add(uid)
+            if _revision(o) > since:
+                self.unknown.add(uid)
+            elif self.keep(o):
+                self.matching.add(uid)
 
     def convert(self, etype: str, obj: dict) -> str | None:
         now = self.keep(obj)
@@ -127,6 +139,11 @@ class SelectedEvents:
             return etype if now else None
         uid = _uid(obj)
         was = uid in self.matching
+        if uid in self.unknown or (self.known is not None and uid not in self.known and etype != "ADDED"):
+            was = True
+            self.unknown.discard(uid)
+            if self.known is not None:
+                self.known.add(uid)
         if etype == "DELETED":
             self.matching.discard(uid)
             return "DELETED" if was or now else None
@@ -137,6 +154,11 @@ class SelectedEvents:
             self.matching.discard(uid)
             return "DELETED"
         return None
+
+
+def _revision(obj: dict) -> int:
+    rv = str((obj.get("metadata") or {}).get("resourceVersion") or "0")
+    return int(rv) if rv.isdigit() else 0
 
 
 def _uid(obj: dict) -> str:
@@ -205,6 +227,9 @@ async def serve_watch(server: ApiServer, request: web.Request, target: Target,
         return json.dumps({"type": "BOOKMARK", "object": obj}, separators=(",", ":")).encode() + b"\n"
 
     try:
+        if selective and rv_param not in ("", "0") and not send_initial:
+            # what matched at the client's revision is known before the client sees the watch start
+            selected.seed((await server.read(lambda: server.store.list(kind, ns)))[0], int(rv_param))
         await resp.prepare(request)
         if rv_param in ("", "0") or send_initial:
             items, last = await server.read(lambda: server.store.list(kind, ns))
@@ -215,8 +240,6 @@ async def serve_watch(server: ApiServer, request: web.Request, target: Target,
                 await resp.write(bookmark(last, initial_end=True))
         else:
             last = int(rv_param)
-            if selective:
-                selected.seed((await server.read(lambda: server.store.list(kind, ns)))[0])
             while True:
                 since = last
                 try:

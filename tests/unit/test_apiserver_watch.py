@@ -188,3 +188,21 @@ def test_a_watcher_too_far_behind_is_dropped(monkeypatch: pytest.MonkeyPatch) ->
         assert q.empty()  # unsubscribed
 
     asyncio.run(t())
+
+
+def test_selected_events_seeded_at_a_revision_never_lose_a_leave() -> None:
+    from netk8s.apiserver.watch import SelectedEvents
+
+    def obj(name: str, rv: int, x: str) -> dict:
+        return {"metadata": {"uid": name, "name": name, "resourceVersion": str(rv), "labels": {"x": x}}}
+
+    sel = SelectedEvents(lambda o: o["metadata"]["labels"].get("x") == "y", selective=True)
+    # at revision 10: a matched (rv 5), b did not (rv 6); c was changed after 10; d is gone since
+    sel.seed([obj("a", 5, "y"), obj("b", 6, "n"), obj("c", 12, "n")], since=10)
+    assert sel.convert("MODIFIED", obj("a", 13, "n")) == "DELETED"
+    assert sel.convert("MODIFIED", obj("b", 14, "y")) == "ADDED"
+    # c's state at 10 is unknown: its first event counts it as matched, so leaving is never lost
+    assert sel.convert("MODIFIED", obj("c", 12, "n")) == "DELETED"
+    assert sel.convert("MODIFIED", obj("c", 15, "n")) is None
+    assert sel.convert("DELETED", obj("d", 11, "n")) == "DELETED"
+    assert sel.convert("ADDED", obj("e", 16, "n")) is None
