@@ -459,11 +459,14 @@ spec:
     before = normalised_rules(lab, node)
     # one TCP connection through the ClusterIP: a message now, another after the agent was killed
     script = ("import socket, sys, time\ns = socket.create_connection((sys.argv[1], 9000), timeout=5)\n"
-              "s.sendall(b'first'); a = s.recv(100).decode(); time.sleep(float(sys.argv[2]))\n"
-              "s.sendall(b'second'); b = s.recv(100).decode(); print(a, b)\n")
+              "s.sendall(b'first'); print(s.recv(100).decode(), flush=True); time.sleep(float(sys.argv[2]))\n"
+              "s.sendall(b'second'); print(s.recv(100).decode())\n")
     conn = subprocess.Popen([sys.executable, "-m", "netk8s.cli.main", "exec", "client", "--", sys.executable, "-c",
                              script, vip, "6"], env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    # the agent dies only once the connection is established and has carried its first message
+    assert conn.stdout is not None
+    first = conn.stdout.readline().strip()
+    assert first == "first", (first, conn.stderr.read() if conn.poll() is not None and conn.stderr else "")
     pidfile = lab.state_dir / lab.name / "pids" / f"agent-{node}.pid"
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
     from netk8s.lab import manager
@@ -474,6 +477,7 @@ spec:
     finally:
         del os.environ["NETK8S_STATE_DIR"]
     out, err = conn.communicate(timeout=30)
+    out = f"{first}\n{out}"
     if lab.proxy_mode == "userspace":  # proxied connections live in the agent and die with it (as upstream)
         assert "second" not in out.split(), (out, err)
         again = "import socket, sys\ns = socket.create_connection((sys.argv[1], 9000), timeout=5)\n" \
