@@ -3,7 +3,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 NETK8S := $(VENV)/bin/netk8s
 # pytest exits 5 when it collected no test: that fails every target below, as any non-zero exit does.
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider --durations=25
 TESTS ?= tests
 
 .PHONY: install demo test test-unit test-integration test-root lint bench bench-quick bench-deps clean
