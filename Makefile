@@ -6,7 +6,7 @@ NETK8S := $(VENV)/bin/netk8s
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider --durations=25
 TESTS ?= tests
 
-.PHONY: install demo test test-unit test-integration test-root lint bench bench-quick bench-deps clean
+.PHONY: install demo test test-unit test-integration test-root test-stress lint bench bench-quick bench-deps clean
 
 install:
 	@bash scripts/install-deps.sh
@@ -26,6 +26,10 @@ test-integration: install
 
 test-root: install
 	@$(PYTEST) tests/root $(PYTEST_ARGS)
+
+# the privileged Services, networking and DNS suites 3 times under a CPU burner per core (scripts/stress.py)
+test-stress: install
+	@$(PY) scripts/stress.py $(STRESS_ARGS)
 
 lint: install
 	@$(PY) -m ruff check netk8s tests
