@@ -197,11 +197,19 @@ class _Feed:
         self.events: list[Event] = []
         self.expired = ""  # the 410 message once the server said the start is too old
         self.stopped = threading.Event()
+        self._resp: urllib3.BaseHTTPResponse | None = None
         self.thread = threading.Thread(target=self._run, name=f"watch-{kind}", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
+        """Stop the feed; an open stream is shut down at once (its thread exits and closes the pool)."""
         self.stopped.set()
+        resp = self._resp
+        if resp is not None:
+            try:
+                resp.shutdown()
+            except (OSError, AttributeError):
+                pass
 
     def _run(self) -> None:
         backoff = BACKOFF_MIN
@@ -228,6 +236,7 @@ class _Feed:
         url = f"{self.client.server}{collection_path(self.kind, None)}?{query}"
         resp = pool.request("GET", url, headers=self.client._headers(), preload_content=False,
                             timeout=WATCH_TIMEOUT, retries=False)
+        self._resp = resp
         try:
             if resp.status != 200:
                 body = resp.read()
@@ -244,6 +253,7 @@ class _Feed:
                     break
             return True
         finally:
+            self._resp = None
             resp.release_conn()
             resp.close()
 
@@ -506,7 +516,7 @@ class ApiClientStore:
         if feed is not None and feed.start <= since and not feed.expired and not feed.stopped.is_set():
             return feed
         if feed is not None:
-            feed.stop()
+            feed.stop()  # its thread ends on its own (the stream is shut down)
         feed = self._feeds[kind] = _Feed(self, kind, since)
         return feed
 
@@ -518,6 +528,8 @@ class ApiClientStore:
             self._cond.notify_all()
         for feed in feeds:
             feed.stop()
+        for feed in feeds:
+            feed.thread.join(timeout=2.0)
         self._http.clear()
 
     # -- helpers -------------------------------------------------------------------------------------
