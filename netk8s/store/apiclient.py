@@ -153,7 +153,7 @@ def parse_url(url: str) -> tuple[str, Path, str]:
     if parsed.scheme != "https":
         raise NetK8sError(f"store URL {url!r}: want https://HOST:PORT?kubeconfig=PATH or kubeconfig:///PATH")
     if not parsed.hostname or not parsed.port:
-        raise NetK8sError(f"store URL {url!r}: want https://HOST:PORT", hint="the port is required")
+        raise NetK8sError(f"store URL {url!r}: want https://HOST:PORT (the port is required)")
     if not query.get("kubeconfig"):
         raise NetK8sError(f"store URL {url!r}: kubeconfig=PATH is required (the CA and the credentials)")
     return f"https://{parsed.netloc}", Path(query["kubeconfig"]), query.get("context", "")
