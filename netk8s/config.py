@@ -21,6 +21,10 @@ VXLAN_PORT = 8472
 VXLAN_DEV = "flannel.1"
 UNDERLAY_MTU = 1500
 VXLAN_OVERHEAD = 50
+# The control plane on the underlay (the lab's control-plane namespace, the control-plane VM): the API
+# server listens there on API_PORT for the nodes, and on 127.0.0.1:<a port per lab> for the host's kubectl.
+CONTROL_PLANE_IP = ipaddress.ip_address("192.168.56.10")
+API_PORT = 6443
 
 
 def state_root() -> Path:
@@ -63,6 +67,20 @@ class LabPaths:
     def node_resolv(self) -> Path:
         """The nodes' resolver configuration (pods with dnsPolicy Default, the DNS pods' upstreams)."""
         return self.root / "resolv.conf"
+
+    @property
+    def pki(self) -> Path:
+        """The lab's CA, serving certificate and client credentials (keys 0600)."""
+        return self.root / "pki"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (context netk8s-LAB, server on 127.0.0.1): kubectl and the netk8s CLI."""
+        return self.root / "kubeconfig"
+
+    def role_kubeconfig(self, role: str) -> Path:
+        """The kubeconfig of one component (controller, viewer, node-NAME), server on the underlay."""
+        return self.root / "kubeconfigs" / f"{role}.kubeconfig"
 
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node

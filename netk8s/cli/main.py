@@ -128,11 +128,50 @@ def lab_status(ctx: click.Context, name: str | None) -> None:
     name = name or lab_of(ctx)
     info = load_lab(name)
     click.echo(f"lab {info.name}: {info.nodes} nodes, overlay {info.overlay}, proxy {info.proxy_mode}, "
-               f"store {info.store}")
-    for role in ["controller"] + [f"agent-{n}" for n in info.node_names()]:
+               f"store {info.backend or info.store}")
+    if info.api_port:
+        click.echo(f"API server: https://127.0.0.1:{info.api_port} (host), https://192.168.56.10:6443 (underlay); "
+                   f"kubeconfig {config.LabPaths(name).kubeconfig}")
+    for role in ["apiserver", "controller"] + [f"agent-{n}" for n in info.node_names()]:
         pid = read_pid(name, role)
         state = "running" if pid and procs.alive(pid) else "NOT RUNNING"
         click.echo(f"  {role:<16} pid {pid}  {state}")
+
+
+@lab.command("kubeconfig")
+@click.option("--name", default=None, help="Lab name (default: --lab, NETK8S_LAB or netk8s).")
+@click.option("--merge", is_flag=True, help="Merge into $KUBECONFIG (its first file) or ~/.kube/config "
+              "and make context netk8s-LAB current, like `kind export kubeconfig`.")
+@click.pass_context
+def lab_kubeconfig(ctx: click.Context, name: str | None, merge: bool) -> None:
+    """Print the lab's admin kubeconfig (context netk8s-LAB, server on 127.0.0.1), or merge it."""
+    from netk8s.lab.manager import load_lab
+    from netk8s.store import kubeconfig
+
+    name = name or lab_of(ctx)
+    load_lab(name)
+    config_ = kubeconfig.load(config.LabPaths(name).kubeconfig)
+    if not merge:
+        click.echo(kubeconfig.dump(config_), nl=False)
+        return
+    target = kubeconfig.default_path()
+    kubeconfig.merge_into(target, config_)
+    click.echo(f'Set kubectl context to "{kubeconfig.context_name(name)}" in {target}')
+
+
+@lab.command("restart")
+@click.argument("role", type=click.Choice(["apiserver"]))
+@click.option("--name", default=None, help="Lab name (default: --lab, NETK8S_LAB or netk8s).")
+@click.option("--timeout", default="60s", show_default=True)
+@click.pass_context
+def lab_restart(ctx: click.Context, role: str, name: str | None, timeout: str) -> None:
+    """Restart a control-plane process with the same argv (its clients reconnect and resume watching)."""
+    from netk8s.lab.manager import restart_apiserver
+
+    need_root()
+    name = name or lab_of(ctx)
+    pid = restart_apiserver(name, timeout=parse_duration(timeout))
+    click.echo(f"apiserver restarted (pid {pid})")
 
 
 @lab.command("set-proxy-mode")

@@ -1,7 +1,11 @@
-"""The one-machine lab: build the namespaces, start the controller and one agent per node, tear down.
+"""The one-machine lab: build the namespaces, start the API server, the controller and one agent per
+node, tear down.
 
 The lab only creates namespaces and starts processes; the node agent inside each node namespace does
-what it would do on a VM (docs/architecture.md, "The rule everything follows").
+what it would do on a VM (docs/architecture.md, "The rule everything follows"). The API server is the
+only process that opens the lab's store; every other role is its client (lab/access.py), reaching it at
+the control-plane address 192.168.56.10:6443 on the underlay, and the host's kubectl and netk8s CLI on
+127.0.0.1:PORT with the admin kubeconfig `lab up` writes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from netk8s.dataplane import netns as dp_netns
 from netk8s.dataplane.iptables import bin_dir_for_legacy
 from netk8s.dataplane.launch import launch_argv
 from netk8s.errors import LabError, NetK8sError
-from netk8s.lab import addons, procs, topology
+from netk8s.lab import access, addons, procs, topology
 from netk8s.model import naming
 from netk8s.model.status import is_ready
 from netk8s.store.base import Store
@@ -34,8 +38,10 @@ class LabInfo:
     nodes: int
     overlay: str
     proxy_mode: str
-    store: str
+    store: str  # the URL clients open: the API server on 127.0.0.1 with the admin kubeconfig
     created: float
+    api_port: int = 0  # the API server's port on 127.0.0.1 (192.168.56.10:6443 on the underlay)
+    backend: str = ""  # the store only the API server opens (sqlite://.../store.db)
 
     def node_names(self) -> list[str]:
         return [naming.node_name(i) for i in range(1, self.nodes + 1)]
@@ -76,18 +82,25 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
     paths.root.mkdir(parents=True)
     # The store holds Secrets: only root may read the lab's state (kube-apiserver's etcd data is 0700).
     paths.root.chmod(0o700)
-    info = LabInfo(name, nodes, overlay, proxy_mode, f"sqlite://{paths.store}", time.time())
+    port = access.free_loopback_port()
+    info = LabInfo(name, nodes, overlay, proxy_mode, access.admin_url(name, port), time.time(),
+                   api_port=port, backend=f"sqlite://{paths.store}")
     try:
         plan = topology.plan_lab(name, nodes)
-        progress(f"building underlay and {nodes} node namespaces")
+        progress(f"building underlay, control plane and {nodes} node namespaces")
         topology.build_lab(plan)
-        store = open_store(info.store)
+        store = open_store(info.backend)
         store.close()
         paths.store.chmod(0o600)
+        progress("making the lab's CA, certificates and kubeconfigs")
+        access.setup(name, info.node_names(), port)
         # node shells and agents use the legacy xtables tools as plain `iptables` (README: iptables backend)
         bin_dir_for_legacy(paths.root / "bin")
         paths.lab_file.write_text(json.dumps(asdict(info), indent=2))
         paths.node_resolv.write_text(addons.node_resolv_conf())
+        progress(f"starting the API server (192.168.56.10:6443 on the underlay, 127.0.0.1:{port} here)")
+        start_apiserver(info)
+        wait_api_ready(info, timeout)
         progress("starting the lab's upstream DNS server on the external client")
         start_upstream_dns(info)
         progress("starting controller")
@@ -110,9 +123,56 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
     return info
 
 
-def start_controller(info: LabInfo) -> int:
+def start_apiserver(info: LabInfo) -> int:
+    """The API server: over the lab's store, listening on 127.0.0.1:PORT here and on 192.168.56.10:6443
+    inside the control-plane namespace (a socket opened there stays there: dataplane/netns.open_socket)."""
     paths = LabPaths(info.name)
-    argv = [sys.executable, "-m", "netk8s.controller", "--store", info.store]
+    argv = access.apiserver_argv(sys.executable, info.name, info.backend, info.api_port)
+    pid = procs.spawn(argv, info.name, paths.logs / "apiserver.log")
+    _write_pid(info.name, "apiserver", pid)
+    return pid
+
+
+def wait_api_ready(info: LabInfo, timeout: float) -> None:
+    """Until the API server answers an authenticated read on 127.0.0.1, or LabError."""
+    from netk8s.store.apiclient import ApiClientStore
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        check_alive(info.name, ["apiserver"])
+        try:
+            client = ApiClientStore.from_url(info.store, retry_for=0.0)
+            try:
+                client.revision()
+                return
+            finally:
+                client.close()
+        except NetK8sError as exc:
+            last = exc.message
+        if time.monotonic() > deadline:
+            raise LabError(f"the API server did not answer within {timeout:.0f}s ({last})",
+                           hint=f"see {LabPaths(info.name).logs / 'apiserver.log'}")
+        time.sleep(0.1)
+
+
+def restart_apiserver(name: str, timeout: float = 60.0) -> int:
+    """Stop the lab's API server (by its PID, if it still runs) and start it again with the same argv;
+    the clients reconnect and resume their watches. Returns the new PID."""
+    info = load_lab(name)
+    pid = read_pid(name, "apiserver")
+    if pid is not None and procs.alive(pid):
+        procs.stop_pids([pid], grace=5.0)
+    new = start_apiserver(info)
+    wait_api_ready(info, timeout)
+    return new
+
+
+def start_controller(info: LabInfo) -> int:
+    """The controller, beside the API server in the control-plane namespace, as its client."""
+    paths = LabPaths(info.name)
+    argv = launch_argv([sys.executable, "-m", "netk8s.controller", "--store", access.role_url(info.name, "controller")],
+                       netns=naming.control_plane_netns(info.name))
     pid = procs.spawn(argv, info.name, paths.logs / "controller.log")
     _write_pid(info.name, "controller", pid)
     return pid
@@ -123,7 +183,7 @@ def start_agent(info: LabInfo, index: int) -> int:
     node = naming.node_name(index)
     argv = launch_argv(
         [sys.executable, "-m", "netk8s.node", "--lab", info.name, "--node", node,
-         "--node-ip", str(naming.node_ip(index)), "--store", info.store,
+         "--node-ip", str(naming.node_ip(index)), "--store", access.role_url(info.name, f"node-{node}"),
          "--state-dir", str(paths.node_dir(node)), "--overlay", info.overlay,
          "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode,
          "--node-resolv", str(paths.node_resolv)],
@@ -158,7 +218,7 @@ def deploy_dns(info: LabInfo, timeout: float) -> None:
         return done, f"{len(ready)} of {addons.DNS_REPLICAS} kube-dns pods Ready"
 
     # the controller creates kube-system when it starts; apply refuses objects in a missing namespace
-    deploy_addon(info, timeout, "cluster DNS", addons.kube_dns_objects(info.store), state,
+    deploy_addon(info, timeout, "cluster DNS", addons.kube_dns_objects(access.role_url(info.name, "viewer")), state,
                  "see 'netk8s get pods -n kube-system' and 'netk8s logs -n kube-system POD'",
                  namespace=addons.DNS_NAMESPACE)
 
@@ -176,7 +236,7 @@ def deploy_ingress(info: LabInfo, timeout: float) -> None:
         return bool(ready and lb), (f"{len(ready)} controller pods Ready, "
                                     f"LoadBalancer IP {'assigned' if lb else 'pending'}")
 
-    deploy_addon(info, timeout, "ingress-nginx", addons.ingress_objects(info.store), state,
+    deploy_addon(info, timeout, "ingress-nginx", addons.ingress_objects(access.role_url(info.name, "controller")), state,
                  "see 'netk8s get pods -n ingress-nginx' and 'netk8s logs -n ingress-nginx POD'")
 
 
@@ -253,7 +313,7 @@ def wait_nodes_ready(info: LabInfo, timeout: float) -> None:
                 missing = ", ".join(sorted(want - ready))
                 raise LabError(f"nodes not Ready after {timeout:.0f}s: {missing}",
                                hint=f"see the agent logs in {LabPaths(info.name).logs}")
-            check_alive(info.name, ["controller"] + [f"agent-{n}" for n in info.node_names()])
+            check_alive(info.name, ["apiserver", "controller"] + [f"agent-{n}" for n in info.node_names()])
             time.sleep(0.1)
     finally:
         store.close()
@@ -268,10 +328,15 @@ def lab_processes(name: str) -> list[int]:
 
 
 def lab_down(name: str) -> None:
-    """Stop every process of the lab (agents and controller first), remove its namespaces and state."""
+    """Stop every process of the lab (agents and controller first, then the API server), remove its
+    namespaces and state."""
     roles = [p for p in (LabPaths(name).pids.glob("*.pid") if LabPaths(name).pids.exists() else [])]
-    first = [pid for pid in (read_pid(name, r.stem) for r in roles) if pid is not None and procs.alive(pid)]
+    first = [pid for pid in (read_pid(name, r.stem) for r in roles if r.stem != "apiserver")
+             if pid is not None and procs.alive(pid)]
     procs.stop_pids(first, grace=3.0)
+    api = read_pid(name, "apiserver")
+    if api is not None and procs.alive(api):
+        procs.stop_pids([api], grace=3.0)
     procs.stop_pids(lab_processes(name), grace=1.0)
     topology.destroy_lab(name)
     root = LabPaths(name).root

@@ -1,4 +1,4 @@
-"""The one-machine lab's topology: an underlay switch namespace, node namespaces, an external client.
+"""The one-machine lab's topology: an underlay switch namespace, the control plane, nodes, an external client.
 
 Like mininet, the topology is plain data (`plan_lab`, pure) built before anything touches the kernel
 (`build_lab`). Every namespace is named by naming.py with the lab's prefix, so `destroy_lab` needs no
@@ -17,6 +17,7 @@ from netk8s.errors import ValidationError
 from netk8s.model import naming
 
 EXTERNAL_NAME = "external"
+CONTROL_PLANE_NAME = "control-plane"
 # node i gets 192.168.56.(10+i); the external client is .100, so at most 89 nodes fit below it
 MAX_NODES = int(naming.EXTERNAL_IP) - int(config.UNDERLAY_CIDR.network_address) - 11
 
@@ -48,6 +49,7 @@ class LabPlan:
     mtu: int
     nodes: tuple[MemberPlan, ...]
     external: MemberPlan
+    control_plane: MemberPlan
 
     def node(self, name: str) -> MemberPlan:
         for member in self.nodes:
@@ -57,7 +59,7 @@ class LabPlan:
 
     @property
     def members(self) -> tuple[MemberPlan, ...]:
-        return (*self.nodes, self.external)
+        return (self.control_plane, *self.nodes, self.external)
 
 
 def plan_node(lab: str, index: int) -> MemberPlan:
@@ -86,6 +88,14 @@ def plan_lab(lab: str, nodes: int) -> LabPlan:
         ip=str(naming.EXTERNAL_IP),
         switch_port=naming.switch_port(lab, "ext"),
     )
+    # The control plane (API server, controller) sits on the underlay at 192.168.56.10, where the
+    # nodes reach it as they reach a control-plane VM (DESIGN.md address plan).
+    control_plane = MemberPlan(
+        name=CONTROL_PLANE_NAME,
+        netns=naming.control_plane_netns(lab),
+        ip=str(config.CONTROL_PLANE_IP),
+        switch_port=naming.switch_port(lab, "cp"),
+    )
     return LabPlan(
         lab=lab,
         switch_netns=naming.switch_netns(lab),
@@ -93,6 +103,7 @@ def plan_lab(lab: str, nodes: int) -> LabPlan:
         mtu=config.UNDERLAY_MTU,
         nodes=tuple(plan_node(lab, i) for i in range(1, nodes + 1)),
         external=external,
+        control_plane=control_plane,
     )
 
 
@@ -125,8 +136,9 @@ def _build_member(plan: LabPlan, member: MemberPlan, forward: bool) -> None:
 
 
 def build_lab(plan: LabPlan) -> None:
-    """Create the switch, every node and the external client. Idempotent: safe to run again."""
+    """Create the switch, the control plane, every node and the external client. Idempotent."""
     _build_switch(plan)
+    _build_member(plan, plan.control_plane, forward=False)
     for node in plan.nodes:
         _build_member(plan, node, forward=True)
     _build_member(plan, plan.external, forward=False)

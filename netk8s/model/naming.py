@@ -49,6 +49,11 @@ def external_netns(lab: str) -> str:
     return f"{NETNS_PREFIX}{lab}-ext"
 
 
+def control_plane_netns(lab: str) -> str:
+    """The lab's control-plane namespace (the API server's underlay address, the controller)."""
+    return f"{NETNS_PREFIX}{lab}-cp"
+
+
 def pod_netns(lab: str, pod_uid: str) -> str:
     return f"{NETNS_PREFIX}{lab}-p-{pod_uid.replace('-', '')[:12]}"
 

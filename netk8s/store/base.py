@@ -357,3 +357,23 @@ class WriteVerbs:
 
     def transaction(self, ops: list[Op]) -> list[dict]:
         return self._write(list(ops))
+
+
+def watch_kinds(store: Store, cursors: dict[str, int], timeout: float) -> tuple[list[Event], dict[str, int]]:
+    """Events of each kind after that kind's cursor, and the cursors to pass next time.
+
+    A store with one global, ordered event history (SQLite, memory, etcd) is watched once from the
+    oldest cursor, and every cursor then moves to the last event seen, even of a kind nobody asked
+    for, so a quiet kind never falls behind the compaction window. A store whose kinds come on
+    separate streams (the API client: one watch per resource, as kube-apiserver serves them) offers
+    its own `watch_kinds` with the same contract. Expired as from Store.watch."""
+    native = getattr(store, "watch_kinds", None)
+    if native is not None:
+        result: tuple[list[Event], dict[str, int]] = native(cursors, timeout)
+        return result
+    since = min(cursors.values()) if cursors else store.revision()
+    events = store.watch(since, None, timeout)
+    top = events[-1].revision if events else since
+    out = [ev for ev in events
+           if ev.object.get("kind") in cursors and ev.revision > cursors[ev.object.get("kind", "")]]
+    return out, {kind: max(cur, top) for kind, cur in cursors.items()}

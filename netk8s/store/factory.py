@@ -1,4 +1,6 @@
-"""Open a store from a URL: `sqlite:///abs/path.db` or a bare path, `memory://`, `etcd://host:port[/prefix][?netns=NAME]`."""
+"""Open a store from a URL: `sqlite:///abs/path.db` or a bare path, `memory://`, `etcd://host:port[/prefix][?netns=NAME]`,
+and the API server: `https://HOST:PORT?kubeconfig=PATH[&context=NAME]` or `kubeconfig:///PATH[?context=NAME]`
+(store/apiclient.py; what every component other than the API server uses)."""
 
 from __future__ import annotations
 
@@ -38,11 +40,19 @@ def _open_etcd(rest: str) -> Store:
     return EtcdStore(host, port, prefix=opts.get("prefix", DEFAULT_PREFIX), socket_factory=factory)
 
 
+def _open_api(url: str) -> Store:
+    from netk8s.store.apiclient import ApiClientStore
+
+    return ApiClientStore.from_url(url)
+
+
 # One opener per URL scheme; an etcd backend replaces _open_etcd with one that parses host:port.
 OPENERS: dict[str, Callable[[str], Store]] = {
     "sqlite": _open_sqlite,
     "memory": _open_memory,
     "etcd": _open_etcd,
+    "https": lambda rest: _open_api(f"https://{rest}"),
+    "kubeconfig": lambda rest: _open_api(f"kubeconfig://{rest}"),
 }
 
 

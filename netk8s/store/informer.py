@@ -1,8 +1,11 @@
 """A client-side cache of some kinds, kept current by watching the store (a single-threaded informer).
 
-sync() lists every kind; poll() applies the events that follow and returns them. When the store has
-compacted the history the informer needs (Expired), it lists again and returns synthetic events that
-describe the difference between the old and the new cache, so a caller never misses a change.
+sync() lists every kind; poll() applies the events that follow and returns them. Each kind has its own
+cursor (the revision its list or last event was at), as client-go's per-resource reflectors do, so the
+same informer works over a store with one ordered history and over the API server, where every kind
+is a watch stream of its own (store.base.watch_kinds). When the history the informer needs is gone
+(Expired, 410 Gone), it lists again and returns synthetic events that describe the difference between
+the old and the new cache, so a caller never misses a change.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import copy
 import time
 
 from netk8s.errors import Expired
-from netk8s.store.base import Event, Store, normalize_key
+from netk8s.store.base import Event, Store, normalize_key, watch_kinds
 
 CacheKey = tuple[str, str]  # (namespace, name)
 
@@ -23,8 +26,8 @@ class Informer:
         self._store = store
         self._kinds = list(dict.fromkeys(kinds))
         self._cache: dict[str, dict[CacheKey, dict]] = {k: {} for k in self._kinds}
-        # Revision each kind was listed at: events at or below it are already in the cache.
-        self._listed_at: dict[str, int] = {k: 0 for k in self._kinds}
+        # Per kind, the revision the cache holds it at: events at or below it are already applied.
+        self._cursors: dict[str, int] = {k: 0 for k in self._kinds}
         self._revision = 0
         self._synced = False
 
@@ -51,9 +54,9 @@ class Informer:
             cache[kind] = {(normalize_key(kind, (o.get("metadata") or {}).get("namespace", ""),
                                           o["metadata"]["name"])[1:]): o for o in items}
             listed_at[kind] = rev
-        self._cache, self._listed_at, self._synced = cache, listed_at, True
-        # Watch from the oldest list: later lists already hold some of the events that follow, and
-        # poll() skips those per kind (listed_at).
+        self._cache, self._cursors, self._synced = cache, dict(listed_at), True
+        # Each kind is watched from its own list's revision (later lists already hold some of the
+        # events that follow an earlier one).
         self._revision = min(listed_at.values()) if listed_at else self._store.revision()
         return self._diff(old, cache, listed_at)
 
@@ -86,22 +89,27 @@ class Informer:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             try:
-                # Watch every kind and filter here, so `revision` follows the store's latest event even
-                # when it is of a kind we ignore (a caller waiting for its own write to show up relies
-                # on that, and a quiet kind never lets us fall behind the compaction window).
-                events = self._store.watch(self._revision, None, max(0.0, deadline - time.monotonic()))
+                # Over a store with one history this watches every kind, so `revision` follows the
+                # store's latest event even of a kind we ignore (a caller waiting for its own write to
+                # show up relies on that, and a quiet kind never falls behind the compaction window).
+                events, cursors = watch_kinds(self._store, dict(self._cursors),
+                                              max(0.0, deadline - time.monotonic()))
             except Expired:
                 return self._relist()
             out = [ev for ev in events if self._apply(ev)]
-            if out or not events or time.monotonic() >= deadline:
+            self._cursors = {k: max(self._cursors[k], c) for k, c in cursors.items() if k in self._cursors}
+            if self._cursors:
+                self._revision = max(self._revision, max(self._cursors.values()))
+            if out or time.monotonic() >= deadline:
                 return out
 
     def _apply(self, ev: Event) -> bool:
-        """Apply one store event to the cache; False if it is of another kind or already listed."""
+        """Apply one store event to the cache; False if it is of another kind or already applied."""
         self._revision = max(self._revision, ev.revision)
         kind = ev.object.get("kind", "")
-        if kind not in self._cache or ev.revision <= self._listed_at[kind]:
+        if kind not in self._cache or ev.revision <= self._cursors[kind]:
             return False
+        self._cursors[kind] = ev.revision
         meta = ev.object.get("metadata") or {}
         key = normalize_key(kind, meta.get("namespace", ""), meta["name"])[1:]
         if ev.type == "DELETED":

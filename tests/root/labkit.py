@@ -86,6 +86,31 @@ class Lab:
         finally:
             store.close()
 
+    # -- the lab's API server (how a test reaches it: the admin kubeconfig `lab up` writes, 127.0.0.1:PORT)
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The lab's admin kubeconfig (context netk8s-LAB; server https://127.0.0.1:PORT): KUBECONFIG for
+        kubectl, helm or the kubernetes client library."""
+        return self.state_dir / self.name / "kubeconfig"
+
+    def info(self) -> dict:
+        """lab.json: `store` is the API client URL (https://127.0.0.1:PORT?kubeconfig=...), `api_port` the port."""
+        return json.loads((self.state_dir / self.name / "lab.json").read_text())
+
+    @property
+    def api_server(self) -> str:
+        return f"https://127.0.0.1:{self.info()['api_port']}"
+
+    def api_store(self, role: str = "admin") -> Any:
+        """A Store client of the API server on 127.0.0.1, with the admin kubeconfig or one role's
+        (controller, viewer, node-NAME); close() it."""
+        from netk8s.store.apiclient import ApiClientStore
+        from netk8s.store.kubeconfig import read
+
+        path = self.kubeconfig if role == "admin" else self.state_dir / self.name / "kubeconfigs" / f"{role}.kubeconfig"
+        return ApiClientStore(read(path), server=self.api_server, retry_for=30.0)
+
     def wait_for(self, what: str, fn: Callable[[], Any], timeout: float = 60, interval: float = 0.2) -> Any:
         deadline = time.monotonic() + timeout
         last: Any = None
