@@ -64,6 +64,11 @@ class LabPaths:
         """The nodes' resolver configuration (pods with dnsPolicy Default, the DNS pods' upstreams)."""
         return self.root / "resolv.conf"
 
+    @property
+    def kubelet_token(self) -> Path:
+        """The bearer token the node agents' kubelet API accepts and the API server sends (0600)."""
+        return self.root / "kubelet-token"
+
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node
 

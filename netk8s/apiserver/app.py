@@ -218,6 +218,8 @@ class ApiServer:
         self.reads = concurrent.futures.ThreadPoolExecutor(read_workers, thread_name_prefix="api-read")
         self.writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="api-write")
         self.hub = WatchHub(store)
+        # how pods/exec and pods/log reach kubelets (netk8s.apiserver.streams.KubeletClient), if at all
+        self.kubelet: Any = None
 
     async def read(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.reads, fn)

@@ -7,6 +7,8 @@ what it would do on a VM (docs/architecture.md, "The rule everything follows").
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import sys
 import time
@@ -84,6 +86,7 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         store = open_store(info.store)
         store.close()
         paths.store.chmod(0o600)
+        write_kubelet_token(paths)
         # node shells and agents use the legacy xtables tools as plain `iptables` (README: iptables backend)
         bin_dir_for_legacy(paths.root / "bin")
         paths.lab_file.write_text(json.dumps(asdict(info), indent=2))
@@ -110,6 +113,13 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
     return info
 
 
+def write_kubelet_token(paths: LabPaths) -> None:
+    """The secret the API server shows the agents' kubelet API (exec, logs), readable by root only."""
+    fd = os.open(paths.kubelet_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(32) + "\n")
+
+
 def start_controller(info: LabInfo) -> int:
     paths = LabPaths(info.name)
     argv = [sys.executable, "-m", "netk8s.controller", "--store", info.store]
@@ -126,7 +136,7 @@ def start_agent(info: LabInfo, index: int) -> int:
          "--node-ip", str(naming.node_ip(index)), "--store", info.store,
          "--state-dir", str(paths.node_dir(node)), "--overlay", info.overlay,
          "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode,
-         "--node-resolv", str(paths.node_resolv)],
+         "--node-resolv", str(paths.node_resolv), "--kubelet-token-file", str(paths.kubelet_token)],
         netns=naming.node_netns(info.name, node),
     )
     pid = procs.spawn(argv, info.name, paths.logs / f"agent-{node}.log", extra_env=node_shell_env(info.name))
