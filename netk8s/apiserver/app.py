@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from netk8s.apiserver import auth, discovery, registry
+from netk8s.apiserver import auth, discovery, protobuf, registry
 from netk8s.apiserver import resources as res
 from netk8s.apiserver import status as st
-from netk8s.apiserver.decode import decode_body
+from netk8s.apiserver.decode import decode_body, media_type
 from netk8s.apiserver.media import JSON, TABLE_TYPE, accepts_json, wants_table
 from netk8s.apiserver.openapi import openapi_v2, openapi_v3, openapi_v3_index
 from netk8s.apiserver.patch import APPLY_PATCH, PATCH_TYPES, apply_patch, server_side_apply, track_update
@@ -658,7 +658,15 @@ class Handlers:
     async def _delete_options(self, request: web.Request) -> dict:
         body = await request.read()
         options: dict = {}
-        if body.strip():
+        if body.strip() and media_type(request.headers.get("Content-Type", "")) == protobuf.MEDIA_TYPE:
+            # client-go's typed clients (helm's release storage) send DeleteOptions as protobuf
+            try:
+                options = protobuf.decode_protobuf(bytes(body))
+            except ValidationError as err:
+                raise BadRequest(f"DeleteOptions: {err.message}") from None
+            options.pop("apiVersion", None)
+            options.pop("kind", None)
+        elif body.strip():
             try:
                 options = json.loads(body)
             except ValueError:
