@@ -32,6 +32,7 @@ from netk8s.apiserver.patch import APPLY_PATCH, PATCH_TYPES, apply_patch, server
 from netk8s.apiserver.tables import format_label_selector, to_table
 from netk8s.apiserver.watch import WatchHub, serve_watch
 from netk8s.errors import BadRequest, Conflict, NetK8sError, NotFound, ValidationError
+from netk8s.model.fields import check as fields_check
 from netk8s.model.kinds import KindInfo
 from netk8s.model.labels import Selector, parse_selector
 from netk8s.store.base import Store, normalize_key, utc_timestamp
@@ -612,6 +613,9 @@ class Handlers:
             except ValidationError as err:
                 raise BadRequest(self._decode_message(target, err)) from None
             self._check_identity(applied, target)
+        elif media in ("application/merge-patch+json", "application/strategic-merge-patch+json") \
+                and target.subresource != "scale" and mode != "Ignore":
+            warnings = self._check_patch_fields(target, body, kind, strict=mode == "Strict")
         retry = b'"resourceVersion"' not in body and b"resourceVersion:" not in body
 
         def write() -> dict:
@@ -654,6 +658,21 @@ class Handlers:
 
         stored = await self.server.write(write)
         return self._render(request, target, stored, 200, warnings if mode == "Warn" else [])
+
+    def _check_patch_fields(self, target: Target, body: bytes, kind: str, strict: bool) -> list[str]:
+        """Unknown fields and bad quantities in a merge / strategic merge patch, as kube-apiserver's strict
+        decoding of the patched object reports them (`kubectl apply` of an existing object with a typo:
+        `strict decoding error: unknown field "spec.ports[0].targetport"`). Patch directives ($patch,
+        $setElementOrder/..., $retainKeys, $deleteFromPrimitiveList/...) are not fields."""
+        try:
+            doc, _ = decode_body(body, JSON, None, strict=False)
+        except ValidationError:
+            return []  # the patch step reports a body that does not parse
+        try:
+            _, words = fields_check(strip_patch_directives(doc), kind, strict)
+        except ValidationError as err:
+            raise BadRequest(self._decode_message(target, err)) from None
+        return words
 
     async def _delete_options(self, request: web.Request) -> dict:
         body = await request.read()
@@ -735,6 +754,15 @@ class Handlers:
         rev = await self.server.read(self.store.revision)
         return json_response({"kind": f"{kind}List", "apiVersion": target.info.api_version,
                               "metadata": {"resourceVersion": str(rev)}, "items": deleted})
+
+
+def strip_patch_directives(value: Any) -> Any:
+    """A merge patch without strategic-merge directives (keys starting with `$`)."""
+    if isinstance(value, dict):
+        return {k: strip_patch_directives(v) for k, v in value.items() if not str(k).startswith("$")}
+    if isinstance(value, list):
+        return [strip_patch_directives(v) for v in value]
+    return value
 
 
 def registry_not_found(target: Target) -> NotFound:
