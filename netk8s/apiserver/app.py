@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from netk8s.apiserver import auth, discovery, protobuf, registry
+from netk8s.apiserver import auth, discovery, openapi_proto, protobuf, registry
 from netk8s.apiserver import resources as res
 from netk8s.apiserver import status as st
 from netk8s.apiserver.decode import decode_body, media_type
@@ -360,8 +360,12 @@ class Handlers:
         return json_response(discovery.api_group_list())
 
     async def openapi_v2(self, request: web.Request) -> web.Response:
-        if not accepts_json(request.headers.get("Accept", "")):
-            # kubectl asks for the protobuf form first; this server has the JSON form only
+        accept = request.headers.get("Accept", "")
+        if openapi_proto.MEDIA_TYPE in accept:
+            return web.Response(body=openapi_proto.openapi_v2_protobuf(),
+                                headers={"Content-Type": openapi_proto.RESPONSE_TYPE})
+        if not accepts_json(accept):
+            # neither the protobuf (above) nor the JSON form
             return status_response(st.status(406, "NotAcceptable", "only the following media types are "
                                              "accepted: application/json", {}))
         return json_response(openapi_v2())

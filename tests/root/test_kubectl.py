@@ -316,6 +316,15 @@ CLIENT_SIDE = {
     "35-yaml-syntax-error": ("error converting YAML to JSON", ""),
     "36-document-is-list": ("invalid object to validate", ""),
     "54-metadata-name-missing": ("resource name may not be empty", ""),
+    # group/versions the server's OpenAPI v3 does not list: kubectl validates with /openapi/v2 (protobuf),
+    # then its REST mapping (discovery) finds no such kind, as on any cluster without that API
+    "11-unknown-kind": ('no matches for kind "CronTab" in version "stable.example.com/v1"', ""),
+    "12-wrong-apiversion": ('no matches for kind "Deployment" in version "apps/v1beta1"', ""),
+    "53-unknown-kind-job": ('no matches for kind "Job" in version "batch/v1"', ""),
+    "ingress-17-v1beta1-service-name-missing": ('no matches for kind "Ingress" in version "networking.k8s.io/v1beta1"',
+                                                ""),
+    # a v1 List: kubectl validates its items against /openapi/v2 itself
+    "52-list-item-bad": ('ValidationError(Pod.spec.containers[0]): missing required field "name"', ""),
 }
 # kubectl reads YAML into a map before sending it: a duplicated key is gone (the last one wins) by the
 # time the server could see it, so these are only refused by `netk8s apply` (see the test below).
