@@ -366,14 +366,15 @@ class KubeletServer:
             self._ready.set()
             log.exception("kubelet API stopped")
         finally:
+            sock.close()
             loop.close()
 
     async def _serve(self, sock: socket.socket) -> None:
         self._stop = asyncio.Event()
-        runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            await web.SockSite(runner, sock, ssl_context=self.ssl_context, shutdown_timeout=1.0).start()
+            await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
             self._ready.set()
             await self._stop.wait()
         finally:

@@ -105,3 +105,38 @@ def test_an_empty_token_is_refused() -> None:
 ])
 def test_tail_lines(data: bytes, n: int, out: bytes) -> None:
     assert tail_lines(data, n) == out
+
+
+def test_tls_serving_and_the_api_servers_client(tmp_path: Path) -> None:
+    """The agent's --kubelet-tls-cert/--kubelet-tls-key and the API server's KubeletClient, which
+    verifies the kubelet's certificate with --kubelet-certificate-authority and shows the token."""
+    import socket
+
+    from netk8s.apiserver.streams import KubeletClient
+    from netk8s.node.kubelet_api import KubeletServer, server_tls
+    from tests.unit.apiserver_util import make_test_pki
+
+    make_test_pki(tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    runtime = FakeRuntime(logs)
+    runtime.log_path("u1", "web").write_text("over tls\n")
+    api = KubeletApi(runtime, lambda ns, name: PodRef("u1", "n") if name == "p" else None, TOKEN)  # type: ignore[arg-type]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = KubeletServer(api, "127.0.0.1", port, server_tls(str(tmp_path / "srv.crt"), str(tmp_path / "srv.key")))
+    server.start()
+
+    async def fetch(client: KubeletClient) -> tuple[int, str]:
+        url = f"{client.scheme}://127.0.0.1:{port}/containerLogs/default/p/web"
+        async with client.session() as session, session.get(url) as resp:
+            return resp.status, await resp.text()
+
+    try:
+        good = KubeletClient(TOKEN, None, str(tmp_path / "ca.crt"))
+        assert asyncio.run(fetch(good)) == (200, "over tls\n")
+        status, _ = asyncio.run(fetch(KubeletClient("wrong", None, str(tmp_path / "ca.crt"))))
+        assert status == 401
+    finally:
+        server.stop()
