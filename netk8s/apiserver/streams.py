@@ -1,4 +1,4 @@
-"""pods/log and pods/exec: the API server proxies them to the pod's node's kubelet API.
+"""pods/log, pods/exec and pods/portforward: the API server proxies them to the pod's node's kubelet API.
 
 As kube-apiserver does (pkg/registry/core/pod/rest/log.go, subresources.go): it reads the Pod, picks the
 container (the only one, or `container=`), finds the node's address (status.addresses InternalIP) and
@@ -194,16 +194,46 @@ async def pod_exec(request: web.Request, target: Target) -> web.StreamResponse:
     if not probe.can_prepare(request).ok or not any(p in rc.EXEC_PROTOCOLS for p in offered):
         raise BadRequest("Upgrade request required: pods/exec is served as a WebSocket in one of the "
                          f"protocols {', '.join(rc.EXEC_PROTOCOLS)}")
-    client = _kubelet(request)
     params: list[tuple[str, str]] = [("command", c) for c in command]
     params += [(f, request.query[f]) for f in EXEC_FLAGS if f in request.query]
-    url = _url(client, node, f"/exec/{target.namespace}/{target.name}/{container}")
+    return await _proxy_websocket(request, node, f"/exec/{target.namespace}/{target.name}/{container}", params,
+                                  offered)
+
+
+async def pod_portforward(request: web.Request, target: Target) -> web.StreamResponse:
+    """pods/portforward as a WebSocket (`v4.channel.k8s.io`, the client libraries' protocol), relayed to
+    the kubelet. kubectl 1.31+ tunnels SPDY inside the WebSocket (`SPDY/3.1+portforward.k8s.io`) or
+    speaks SPDY itself: neither is served, so `kubectl port-forward` is refused with a clear Status."""
+    user: auth.User = request[USER_KEY]
+    if not auth.allowed(user, "create", target.resource):
+        return web.json_response(st.forbidden(user.name, "create", target.resource, "", target.namespace or "",
+                                              target.name), status=403)
+    _, node = await _pod_and_node(request, target)
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    probe = web.WebSocketResponse(protocols=rc.PORTFORWARD_PROTOCOLS)
+    if not probe.can_prepare(request).ok or not any(p in rc.PORTFORWARD_PROTOCOLS for p in offered):
+        raise BadRequest("Upgrade request required: pods/portforward is served as a WebSocket in one of the "
+                         f"protocols {', '.join(rc.PORTFORWARD_PROTOCOLS)} (SPDY is not supported)")
+    params = [("ports", p) for p in request.query.getall("ports", [])]
+    if not params:
+        raise BadRequest("ports: at least one port is required")
+    return await _proxy_websocket(request, node, f"/portForward/{target.namespace}/{target.name}", params,
+                                  [p for p in offered if p in rc.PORTFORWARD_PROTOCOLS])
+
+
+async def _proxy_websocket(request: web.Request, node: dict, path: str, params: list[tuple[str, str]],
+                           offered: list[str]) -> web.StreamResponse:
+    """Open the kubelet's WebSocket with the client's protocols, answer the client with the one the
+    kubelet chose, and relay messages both ways until either side ends."""
+    client = _kubelet(request)
+    url = _url(client, node, path)
     async with client.session() as session:
         try:
             upstream = await session.ws_connect(url, params=params, protocols=offered, max_msg_size=0,
                                                 autoping=True, heartbeat=None)
         except aiohttp.WSServerHandshakeError as exc:
-            raise (NotFound if exc.status == 404 else BadRequest)(f"kubelet refused exec: {exc.message}") from exc
+            raise (NotFound if exc.status == 404 else BadRequest)(f"kubelet refused the stream: {exc.message}") \
+                from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise KubeletUnavailable(f"cannot reach the kubelet of node {node['metadata']['name']}: {exc}") from exc
         chosen = upstream.protocol or ""
@@ -251,3 +281,5 @@ async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocket
 
 res.register(res.Subresource("Pod", "log", ("get",), ("", "v1", "Pod"), pod_log))
 res.register(res.Subresource("Pod", "exec", ("create", "get"), ("", "v1", "PodExecOptions"), pod_exec))
+res.register(res.Subresource("Pod", "portforward", ("create", "get"), ("", "v1", "PodPortForwardOptions"),
+                             pod_portforward))

@@ -1,9 +1,10 @@
 """The node agent's small kubelet API (aiohttp): container logs and exec, which the API server proxies.
 
 Paths are kubelet's (pkg/kubelet/server/server.go): `GET /containerLogs/NS/POD/CONTAINER` (follow,
-tailLines, limitBytes, timestamps ignored) and `GET /exec/NS/POD/CONTAINER?command=...&stdin=1&
+tailLines, limitBytes, timestamps ignored), `GET /exec/NS/POD/CONTAINER?command=...&stdin=1&
 stdout=1&stderr=1&tty=1` as a WebSocket in the remote-command channel protocols
-(netk8s.model.remotecommand; v5/v4/... as kubectl and client libraries offer them), plus `/healthz`.
+(netk8s.model.remotecommand; v5/v4/... as kubectl and client libraries offer them),
+`GET /portForward/NS/POD?ports=P,...` as a WebSocket (the client libraries' port forward), and `/healthz`.
 It listens on the node IP, port 10250 (the Node's status.daemonEndpoints.kubeletEndpoint.Port).
 
 Access: every request but /healthz must carry `Authorization: Bearer TOKEN` with the token in the
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
+from netk8s.dataplane.netns import open_socket
 from netk8s.errors import NetK8sError
 from netk8s.model import remotecommand as rc
 from netk8s.node import podexec
@@ -115,6 +117,7 @@ class KubeletApi:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self.container_logs)
         app.router.add_route("*", "/exec/{ns}/{pod}/{container}", self.exec)
+        app.router.add_route("*", "/portForward/{ns}/{pod}", self.port_forward)
         return app
 
     @web.middleware
@@ -235,6 +238,76 @@ class KubeletApi:
                     os.close(fd)
             await ws.close()
         return ws
+
+    # -- port forward -------------------------------------------------------------------------------
+
+    async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        """kubelet's WebSocket port forward (`v4.channel.k8s.io`, as client libraries speak it): port i
+        has data channel 2i and error channel 2i+1, each opened by the port as two little-endian bytes;
+        each port is one TCP connection to localhost:PORT inside the pod's network namespace."""
+        ns, name = request.match_info["ns"], request.match_info["pod"]
+        ref = self.find(ns, name)
+        if ref is None:
+            return _status(404, "NotFound", f'pod "{name}" in namespace "{ns}" is not running on this node')
+        try:
+            ports = [int(p) for v in request.query.getall("ports", []) for p in v.split(",") if p.strip()]
+        except ValueError:
+            return _status(400, "BadRequest", "ports: must be port numbers")
+        if not ports or not all(0 < p < 65536 for p in ports):
+            return _status(400, "BadRequest", "ports: at least one port number between 1 and 65535 is required")
+        ws = web.WebSocketResponse(protocols=rc.PORTFORWARD_PROTOCOLS, heartbeat=None, max_msg_size=0)
+        if not ws.can_prepare(request).ok:
+            return _status(400, "BadRequest", "port forwarding needs a WebSocket upgrade (Sec-WebSocket-Protocol "
+                           f"one of {', '.join(rc.PORTFORWARD_PROTOCOLS)})")
+        await ws.prepare(request)
+        writers: dict[int, asyncio.StreamWriter] = {}
+        pumps: list[asyncio.Future] = []
+        try:
+            for i, port in enumerate(ports):
+                head = struct.pack("<H", port)
+                await ws.send_bytes(bytes([2 * i]) + head)
+                await ws.send_bytes(bytes([2 * i + 1]) + head)
+                try:
+                    reader, writer = await self._connect(ref.netns, port)
+                except OSError as exc:
+                    await ws.send_bytes(bytes([2 * i + 1]) + f"error forwarding port {port} to pod {name}: "
+                                        f"{exc.strerror or exc}".encode())
+                    continue
+                writers[i] = writer
+                pumps.append(asyncio.ensure_future(self._forward_out(ws, reader, 2 * i)))
+            async for msg in ws:
+                if msg.type != WSMsgType.BINARY or not msg.data:
+                    continue
+                channel, data = msg.data[0], bytes(msg.data[1:])
+                target = writers.get(channel // 2) if channel % 2 == 0 else None
+                if target is not None and data:
+                    target.write(data)
+                    await target.drain()
+        finally:
+            for task in pumps:
+                task.cancel()
+            for writer in writers.values():
+                writer.close()
+            await ws.close()
+        return ws
+
+    @staticmethod
+    async def _connect(netns: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        sock = open_socket(netns, socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock)
+
+    @staticmethod
+    async def _forward_out(ws: web.WebSocketResponse, reader: asyncio.StreamReader, channel: int) -> None:
+        while chunk := await reader.read(READ_CHUNK):
+            if ws.closed:
+                return
+            await _send(ws, "v4.channel.k8s.io", channel, chunk)
 
     def _start(self, ref: PodRef, container: str, argv: list[str], want_in: bool, want_out: bool,
                want_err: bool, tty: bool) -> tuple[subprocess.Popen[bytes], int | None, list[tuple[int, int]],

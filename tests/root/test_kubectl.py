@@ -240,7 +240,8 @@ def shell_pid_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shell_pod(cluster: ApiCluster, shell_pid_file: Path) -> str:
     # Prints two lines, then one more on each SIGUSR1: output that comes after a `logs -f` started.
     # (A pod's processes are host processes, so the test can signal it by the pid it writes.)
-    script = (f'trap "echo appended" USR1; echo $$ > {shell_pid_file}; echo first; echo second; '
+    # `$$$$`: Kubernetes expands $(VAR) in a container's command and args, and `$$` is its escape for `$`
+    script = (f'trap "echo appended" USR1; echo $$$$ > {shell_pid_file}; echo first; echo second; '
               "while :; do sleep 1 & wait $!; done")
     cluster.kubectl("run", "shell", "--image=busybox", "--", "sh", "-c", script)
     cluster.kubectl("wait", "--for=condition=Ready", "pod/shell", "--timeout=120s")
@@ -341,7 +342,7 @@ DUPLICATE_KEYS = {"56-duplicate-key", "63-duplicate-field-replicas", "64-duplica
                   "65-json-duplicate-key"}
 # Several documents: kubectl sends them one by one, so the valid ones before the bad one are stored
 # (no transaction across documents, as with any server); the bad object itself is not.
-MULTI_DOC = {"15-duplicate-objects", "39-multidoc-third-bad"}
+MULTI_DOC = {"15-duplicate-objects": 1, "39-multidoc-third-bad": 2}  # the index of the refused document
 # The same object twice in one file is a property of the file, which only a client reading it whole can
 # see: kubectl creates it, then configures it again. The server refuses the document that follows (its
 # namespace does not exist), and that document is not stored.
@@ -412,7 +413,7 @@ def test_invalid_manifest_is_refused_by_kubectl(cluster: ApiCluster, path: Path)
         after = stored_objects(cluster)
         named = file_objects(path)
         if path.stem in MULTI_DOC:
-            named = named[-1:]  # the documents before the bad one were sent (and stored) one by one
+            named = [named[MULTI_DOC[path.stem]]]  # the other documents were sent (and stored) one by one
         if named:
             assert not set(named) & (after - before), f"stored: {sorted(set(named) & (after - before))}"
         else:  # kubectl could not even read the file: nothing at all may be new
@@ -473,7 +474,7 @@ def test_helm_installs_and_uninstalls_a_chart(cluster: ApiCluster) -> None:
 # ------------------------------------------------------------------------------------------ Python client
 
 
-def test_python_client_lists_creates_patches_and_watches(cluster: ApiCluster,
+def test_python_client_lists_creates_patches_watches_execs_and_forwards(cluster: ApiCluster,
                                                         request: pytest.FixtureRequest) -> None:
     from kubernetes import client, config, watch
 
@@ -513,9 +514,32 @@ def test_python_client_lists_creates_patches_and_watches(cluster: ApiCluster,
     wait_until("pysvc's endpoint", endpoint_ready)
     from kubernetes.stream import stream
 
-    out = stream(api.connect_get_namespaced_pod_exec, "pypod", "default", command=["hostname"],
-                 stderr=True, stdin=False, stdout=True, tty=False)
-    assert out == "pypod\n"
+    ws = stream(api.connect_get_namespaced_pod_exec, "pypod", "default", command=["sh", "-c", "hostname; exit 7"],
+                stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+    try:
+        ws.run_forever(timeout=60)
+        assert ws.read_stdout() == "pypod\n"
+        assert ws.returncode == 7  # from the error channel's Status, as kubelet sends it
+    finally:
+        ws.close()
+
+    from kubernetes.stream import portforward
+
+    forward = portforward(api.connect_get_namespaced_pod_portforward, "pypod", "default", ports="80")
+    try:
+        conn = forward.socket(80)
+        conn.setblocking(True)
+        conn.settimeout(60)
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: pypod\r\n\r\n")
+        page = b""
+        while b"</html>" not in page:
+            chunk = conn.recv(65536)
+            assert chunk, page
+            page += chunk
+        assert page.startswith(b"HTTP/1.1 200") and b"<title>Welcome to nginx!</title>" in page
+        assert forward.error(80) is None
+    finally:
+        forward.close()
     api.delete_namespaced_service("pysvc", "default")
     api.delete_namespaced_pod("pypod", "default", grace_period_seconds=0)
 
@@ -534,9 +558,11 @@ def test_python_client_watch_resumes_after_the_api_server_restarts(cluster: ApiC
         spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80)])))
     w = watch.Watch()
     events: list[tuple[str, str]] = []
-    for ev in w.stream(api.list_namespaced_service, "default", label_selector="resume=yes", resource_version=rv):
+    first = w.stream(api.list_namespaced_service, "default", label_selector="resume=yes", resource_version=rv)
+    for ev in first:
         events.append((ev["type"], ev["object"].metadata.name))
         break
+    first.close()  # closes its connection now, not at garbage collection
     resume_from = w.resource_version
     assert events == [("ADDED", "before")] and resume_from
     cluster.restart()  # every object survives in the store; the watch resumes from its revision
