@@ -522,6 +522,9 @@ def test_python_client_lists_creates_patches_watches_execs_and_forwards(cluster:
         assert ws.returncode == 7  # from the error channel's Status, as kubelet sends it
     finally:
         ws.close()
+        # websocket-client marks itself closed when it answers the server's close frame, and then its
+        # close() returns early, leaving the TLS socket open: close the socket itself
+        ws.sock.shutdown()
 
     from kubernetes.stream import portforward
 
