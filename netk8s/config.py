@@ -82,6 +82,11 @@ class LabPaths:
         """The kubeconfig of one component (controller, viewer, node-NAME), server on the underlay."""
         return self.root / "kubeconfigs" / f"{role}.kubeconfig"
 
+    @property
+    def kubelet_token(self) -> Path:
+        """The bearer token the node agents' kubelet API accepts and the API server sends (0600)."""
+        return self.root / "kubelet-token"
+
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node
 

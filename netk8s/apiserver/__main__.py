@@ -22,6 +22,7 @@ from aiohttp import web
 from netk8s import config
 from netk8s.apiserver.app import ApiServer, create_app
 from netk8s.apiserver.auth import parse_token_file
+from netk8s.apiserver.streams import KubeletClient
 from netk8s.dataplane.netns import open_socket
 from netk8s.errors import NetK8sError, UsageError
 from netk8s.store.factory import open_store
@@ -94,6 +95,13 @@ async def serve(args: argparse.Namespace) -> None:
     store = open_store(args.store)
     first = sockets[0].getsockname()
     server = ApiServer(store, tokens, server_address=args.advertise or f"{first[0]}:{first[1]}")
+    if args.kubelet_token_file:
+        try:
+            kubelet_token = Path(args.kubelet_token_file).read_text().strip()
+        except OSError as exc:
+            raise NetK8sError(f"--kubelet-token-file {args.kubelet_token_file}: {exc.strerror or exc}") from exc
+        server.kubelet = KubeletClient(kubelet_token, args.kubelet_netns or None,
+                                       args.kubelet_certificate_authority or None)
     runner = web.AppRunner(create_app(server), access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -124,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-key", required=True)
     parser.add_argument("--client-ca", required=True)
     parser.add_argument("--token-file", default="", help="kube-apiserver token-auth-file CSV")
+    parser.add_argument("--kubelet-token-file", default="",
+                        help="bearer token shown to node kubelets for pods/exec and pods/log")
+    parser.add_argument("--kubelet-netns", default="", metavar="NETNS",
+                        help="open connections to kubelets inside this network namespace (the lab's underlay)")
+    parser.add_argument("--kubelet-certificate-authority", default="", metavar="CA_FILE",
+                        help="talk HTTPS to kubelets, verifying their serving certificates with this CA")
     parser.add_argument("--service-cidr", default="", help=f"ClusterIP range (default {config.SERVICE_CIDR})")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         type=str.upper)

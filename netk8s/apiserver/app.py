@@ -22,16 +22,17 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from netk8s.apiserver import auth, discovery, registry
+from netk8s.apiserver import auth, discovery, openapi_proto, protobuf, registry
 from netk8s.apiserver import resources as res
 from netk8s.apiserver import status as st
-from netk8s.apiserver.decode import decode_body
+from netk8s.apiserver.decode import decode_body, media_type
 from netk8s.apiserver.media import JSON, TABLE_TYPE, accepts_json, wants_table
 from netk8s.apiserver.openapi import openapi_v2, openapi_v3, openapi_v3_index
 from netk8s.apiserver.patch import APPLY_PATCH, PATCH_TYPES, apply_patch, server_side_apply, track_update
 from netk8s.apiserver.tables import format_label_selector, to_table
 from netk8s.apiserver.watch import WatchHub, serve_watch
 from netk8s.errors import BadRequest, Conflict, NetK8sError, NotFound, ValidationError
+from netk8s.model.fields import check as fields_check
 from netk8s.model.kinds import KindInfo
 from netk8s.model.labels import Selector, parse_selector
 from netk8s.store.base import Store, normalize_key, utc_timestamp
@@ -218,6 +219,8 @@ class ApiServer:
         self.reads = concurrent.futures.ThreadPoolExecutor(read_workers, thread_name_prefix="api-read")
         self.writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="api-write")
         self.hub = WatchHub(store)
+        # how pods/exec and pods/log reach kubelets (netk8s.apiserver.streams.KubeletClient), if at all
+        self.kubelet: Any = None
 
     async def read(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.reads, fn)
@@ -357,8 +360,12 @@ class Handlers:
         return json_response(discovery.api_group_list())
 
     async def openapi_v2(self, request: web.Request) -> web.Response:
-        if not accepts_json(request.headers.get("Accept", "")):
-            # kubectl asks for the protobuf form first; this server has the JSON form only
+        accept = request.headers.get("Accept", "")
+        if openapi_proto.MEDIA_TYPE in accept:
+            return web.Response(body=openapi_proto.openapi_v2_protobuf(),
+                                headers={"Content-Type": openapi_proto.RESPONSE_TYPE})
+        if not accepts_json(accept):
+            # neither the protobuf (above) nor the JSON form
             return status_response(st.status(406, "NotAcceptable", "only the following media types are "
                                              "accepted: application/json", {}))
         return json_response(openapi_v2())
@@ -610,6 +617,9 @@ class Handlers:
             except ValidationError as err:
                 raise BadRequest(self._decode_message(target, err)) from None
             self._check_identity(applied, target)
+        elif media in ("application/merge-patch+json", "application/strategic-merge-patch+json") \
+                and target.subresource != "scale" and mode != "Ignore":
+            warnings = self._check_patch_fields(target, body, kind, strict=mode == "Strict")
         retry = b'"resourceVersion"' not in body and b"resourceVersion:" not in body
 
         def write() -> dict:
@@ -653,10 +663,33 @@ class Handlers:
         stored = await self.server.write(write)
         return self._render(request, target, stored, 200, warnings if mode == "Warn" else [])
 
+    def _check_patch_fields(self, target: Target, body: bytes, kind: str, strict: bool) -> list[str]:
+        """Unknown fields and bad quantities in a merge / strategic merge patch, as kube-apiserver's strict
+        decoding of the patched object reports them (`kubectl apply` of an existing object with a typo:
+        `strict decoding error: unknown field "spec.ports[0].targetport"`). Patch directives ($patch,
+        $setElementOrder/..., $retainKeys, $deleteFromPrimitiveList/...) are not fields."""
+        try:
+            doc, _ = decode_body(body, JSON, None, strict=False)
+        except ValidationError:
+            return []  # the patch step reports a body that does not parse
+        try:
+            _, words = fields_check(strip_patch_directives(doc), kind, strict)
+        except ValidationError as err:
+            raise BadRequest(self._decode_message(target, err)) from None
+        return words
+
     async def _delete_options(self, request: web.Request) -> dict:
         body = await request.read()
         options: dict = {}
-        if body.strip():
+        if body.strip() and media_type(request.headers.get("Content-Type", "")) == protobuf.MEDIA_TYPE:
+            # client-go's typed clients (helm's release storage) send DeleteOptions as protobuf
+            try:
+                options = protobuf.decode_protobuf(bytes(body))
+            except ValidationError as err:
+                raise BadRequest(f"DeleteOptions: {err.message}") from None
+            options.pop("apiVersion", None)
+            options.pop("kind", None)
+        elif body.strip():
             try:
                 options = json.loads(body)
             except ValueError:
@@ -725,6 +758,15 @@ class Handlers:
         rev = await self.server.read(self.store.revision)
         return json_response({"kind": f"{kind}List", "apiVersion": target.info.api_version,
                               "metadata": {"resourceVersion": str(rev)}, "items": deleted})
+
+
+def strip_patch_directives(value: Any) -> Any:
+    """A merge patch without strategic-merge directives (keys starting with `$`)."""
+    if isinstance(value, dict):
+        return {k: strip_patch_directives(v) for k, v in value.items() if not str(k).startswith("$")}
+    if isinstance(value, list):
+        return [strip_patch_directives(v) for v in value]
+    return value
 
 
 def registry_not_found(target: Target) -> NotFound:

@@ -65,6 +65,10 @@ def admit_create(store: Store, obj: dict) -> dict:
     meta = obj.setdefault("metadata", {})
     for field in (*SERVER_META, "resourceVersion", "generation"):
         meta.pop(field, None)
+    if obj.get("kind") == "Pod":
+        # the pod strategy's PrepareForCreate: a new pod's status is the server's, and it starts Pending
+        # (so the first watch event already says so: `kubectl get pods -w` prints STATUS Pending)
+        obj["status"] = {"phase": "Pending"}
     out = _checked(obj)
     check_namespace(store, out)
     return _allocate(store, out, None)

@@ -29,7 +29,7 @@ ALL_CATEGORY = frozenset({"Pod", "Service", "Deployment", "ReplicaSet", "Statefu
                           "Job", "CronJob", "ReplicationController"})
 
 # Modules that register subresource handlers when imported (pods/exec, pods/log, pods/portforward).
-HANDLER_MODULES: tuple[str, ...] = ()
+HANDLER_MODULES: tuple[str, ...] = ("netk8s.apiserver.streams",)
 
 Handler = Callable[..., Awaitable[Any]]
 

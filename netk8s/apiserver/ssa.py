@@ -401,6 +401,11 @@ def track_update(old: dict | None, new: dict, manager: str, kind: str, now: str,
     _changed(_tracked(old) if old is not None else _MISSING, _tracked(new), node, (), changed)
     changed.discard(())
     entries = _entries(old) if old is not None else []
+    given = (new.get("metadata") or {}).get("managedFields")
+    if old is not None and isinstance(given, list) and given != (old.get("metadata") or {}).get("managedFields"):
+        # the client rewrote managedFields (kubectl's client-side to server-side apply upgrade, a reset
+        # to []): fieldmanager takes the request's as the new base (managedfields.go "decodeManagedFields")
+        entries = [e for e in given if isinstance(e, dict)]
     out = copy.deepcopy(new)
     if not changed:
         if entries:

@@ -81,4 +81,7 @@ def apiserver_argv(python: str, lab: str, backend: str, port: int) -> list[str]:
             "--listen", f"127.0.0.1:{port}",
             "--listen-netns", f"{naming.control_plane_netns(lab)}={config.CONTROL_PLANE_IP}:{config.API_PORT}",
             "--advertise", f"{config.CONTROL_PLANE_IP}:{config.API_PORT}",
-            "--tls-cert", str(serving.cert), "--tls-key", str(serving.key), "--client-ca", str(pki.ca.cert)]
+            "--tls-cert", str(serving.cert), "--tls-key", str(serving.key), "--client-ca", str(pki.ca.cert),
+            # exec, logs and port-forward: the agents' kubelet API, dialled from the control-plane namespace
+            "--kubelet-netns", naming.control_plane_netns(lab),
+            "--kubelet-token-file", str(LabPaths(lab).kubelet_token)]

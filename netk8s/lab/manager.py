@@ -11,6 +11,8 @@ the control-plane address 192.168.56.10:6443 on the underlay, and the host's kub
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import sys
 import time
@@ -94,6 +96,7 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         paths.store.chmod(0o600)
         progress("making the lab's CA, certificates and kubeconfigs")
         access.setup(name, info.node_names(), port)
+        write_kubelet_token(paths)
         # node shells and agents use the legacy xtables tools as plain `iptables` (README: iptables backend)
         bin_dir_for_legacy(paths.root / "bin")
         paths.lab_file.write_text(json.dumps(asdict(info), indent=2))
@@ -121,6 +124,13 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         raise
     progress(f"lab {name!r} is up: {nodes} nodes, overlay {overlay}, proxy {proxy_mode}")
     return info
+
+
+def write_kubelet_token(paths: LabPaths) -> None:
+    """The secret the API server shows the agents' kubelet API (exec, logs), readable by root only."""
+    fd = os.open(paths.kubelet_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(32) + "\n")
 
 
 def start_apiserver(info: LabInfo) -> int:
@@ -186,7 +196,7 @@ def start_agent(info: LabInfo, index: int) -> int:
          "--node-ip", str(naming.node_ip(index)), "--store", access.role_url(info.name, f"node-{node}"),
          "--state-dir", str(paths.node_dir(node)), "--overlay", info.overlay,
          "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode,
-         "--node-resolv", str(paths.node_resolv)],
+         "--node-resolv", str(paths.node_resolv), "--kubelet-token-file", str(paths.kubelet_token)],
         netns=naming.node_netns(info.name, node),
     )
     pid = procs.spawn(argv, info.name, paths.logs / f"agent-{node}.log", extra_env=node_shell_env(info.name))

@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 
 from netk8s.node.agent import AgentConfig, NodeAgent
+from netk8s.node.kubelet_api import server_tls
+from netk8s.node.registration import KUBELET_PORT
 from netk8s.store.factory import open_store
 
 
@@ -48,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ipvs-scheduler", default="rr", help="IPVS mode's scheduler: rr, lc, sh, ... (ipvsadm(8))")
     ap.add_argument("--node-resolv", default="/etc/resolv.conf",
                     help="the node's resolver configuration (pods with dnsPolicy Default get it)")
+    ap.add_argument("--kubelet-token-file", default="",
+                    help="serve the kubelet API (exec, logs) on NODE_IP:--kubelet-port to this bearer token")
+    ap.add_argument("--kubelet-port", type=int, default=KUBELET_PORT)
+    ap.add_argument("--kubelet-tls-cert", default="", help="serve the kubelet API over TLS with this cert")
+    ap.add_argument("--kubelet-tls-key", default="")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -62,7 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     from netk8s.policy.syncer import PolicySyncer
 
     agent.plugins.append(PolicySyncer(cfg.node))
-    agent.run(stop)
+    kubelet = None
+    if args.kubelet_token_file:
+        token = Path(args.kubelet_token_file).read_text().strip()
+        tls = server_tls(args.kubelet_tls_cert, args.kubelet_tls_key) if args.kubelet_tls_cert else None
+        kubelet = agent.start_kubelet_api(token, tls, args.kubelet_port)
+    try:
+        agent.run(stop)
+    finally:
+        if kubelet is not None:
+            kubelet.stop()
     store.close()
     return 0
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,9 @@ from typing import Protocol
 from netk8s.errors import NetK8sError
 from netk8s.node import overlay, podnet, registration
 from netk8s.node.agentconfig import AgentConfig
+from netk8s.node.kubelet_api import KubeletApi, KubeletServer, PodRef
 from netk8s.node.lifecycle import PodLifecycle
+from netk8s.node.registration import KUBELET_PORT
 from netk8s.node.runtime import PodRuntime
 from netk8s.node.status import PodState, pod_status
 from netk8s.store.base import Store
@@ -131,6 +134,20 @@ class NodeAgent:
                 return str(cidr)
             self.informer.poll(0.5)
         return None
+
+    # ----- kubelet API (pods/exec, pods/log for the API server) -----------------------------------
+    def find_pod(self, namespace: str, name: str) -> PodRef | None:
+        """Where a running local pod is, for the kubelet API's thread (a snapshot of the pod table)."""
+        for st in list(self.lifecycle.pods.values()):
+            if st.namespace == namespace and st.name == name and st.terminating is None:
+                return PodRef(st.uid, st.netns)
+        return None
+
+    def start_kubelet_api(self, token: str, ssl_context: ssl.SSLContext | None = None,
+                          port: int = KUBELET_PORT) -> KubeletServer:
+        server = KubeletServer(KubeletApi(self.runtime, self.find_pod, token), self.cfg.node_ip, port, ssl_context)
+        server.start()
+        return server
 
     def run(self, stop: threading.Event) -> None:
         self.register()

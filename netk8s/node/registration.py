@@ -16,6 +16,7 @@ from netk8s.store.base import Store, mutate
 
 KUBELET_VERSION = "v1.30.0-netk8s"
 HEARTBEAT_SECONDS = 10.0
+KUBELET_PORT = 10250  # kubelet's --port default
 VTEP_ANNOTATION = "flannel.alpha.coreos.com/backend-data"
 PUBLIC_IP_ANNOTATION = "flannel.alpha.coreos.com/public-ip"
 
@@ -48,6 +49,8 @@ def node_object(node: str, node_ip: str, pod_cidr: str | None, now: float) -> di
         },
         "spec": ({"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]} if pod_cidr else {}),
         "status": {
+            # where the API server reaches this node's kubelet API (pods/exec, pods/log)
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
             "addresses": [
                 {"type": "InternalIP", "address": node_ip},
                 {"type": "Hostname", "address": node},

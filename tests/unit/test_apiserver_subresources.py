@@ -25,11 +25,15 @@ async def echo_log(request: web.Request, target: Target) -> web.StreamResponse:
 
 @pytest.fixture
 def log_subresource() -> Iterator[None]:
+    import netk8s.apiserver.streams  # noqa: F401  (registers the real pods/log first, restored below)
+
+    real = resources.SUBRESOURCES.get(("Pod", "log"))
     resources.register(resources.Subresource("Pod", "log", ("get",), ("", "v1", "Pod"), echo_log))
     try:
         yield
     finally:
-        resources.SUBRESOURCES.pop(("Pod", "log"), None)
+        if real is not None:
+            resources.register(real)
 
 
 @pytest.mark.usefixtures("log_subresource")
@@ -54,7 +58,7 @@ def test_registered_subresource_is_served_and_discovered() -> None:
 def test_unregistered_subresource_is_404() -> None:
     async def t(api: Api) -> None:
         await api.call("POST", PODS, pod("p"))
-        code, body, _ = await api.call("GET", f"{PODS}/p/log")
+        code, body, _ = await api.call("GET", f"{PODS}/p/attach")
         assert (code, body["reason"]) == (404, "NotFound")
 
     run_api(t)
