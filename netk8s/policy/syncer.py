@@ -31,7 +31,7 @@ class PolicySyncer:
 
     def desired(self, informer: Informer) -> render.NodeRules:
         model = build(informer.list("Pod"), informer.list("NetworkPolicy"), informer.list("Namespace"),
-                      informer.list("Node"))
+                      informer.list("Node"), only_node=self.node)
         return render.node_rules(model, self.node)
 
     def sync(self, informer: Informer, events: list, now: float) -> None:
