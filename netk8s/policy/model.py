@@ -250,6 +250,7 @@ class _Resolver:
             self.by_ns.setdefault(p.namespace, []).append(p)
         self.peers: dict[tuple[str, str, int, int], Peer] = {}
         self.selectors: dict[str, lbl.Selector] = {}
+        self.ns_matches: dict[str, list[str]] = {}  # namespaceSelector (repr) -> namespaces it matches
 
     def selector(self, value: dict | None) -> lbl.Selector:
         key = repr(value)
@@ -281,7 +282,11 @@ class _Resolver:
             parts.append(f"in namespace {policy_ns}")
             namespaces = [policy_ns]
         else:
-            namespaces = [ns for ns in self.by_ns if ns_sel.matches(self.ns_labels.get(ns, {}))]
+            key = repr(peer.get("namespaceSelector"))
+            namespaces = self.ns_matches.get(key)  # type: ignore[assignment]
+            if namespaces is None:
+                namespaces = self.ns_matches[key] = [ns for ns in self.by_ns
+                                                     if ns_sel.matches(self.ns_labels.get(ns, {}))]
         ips = frozenset(p.ip for ns in namespaces for p in self.by_ns.get(ns, ())
                         if pod_sel is None or pod_sel.matches(p.labels))
         return Peer(" ".join(parts), ips=ips)

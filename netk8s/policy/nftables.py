@@ -29,6 +29,7 @@ kernel from `old` to `new` touching only what changed (set elements, map element
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -60,9 +61,15 @@ def chain_name(direction: str, pod_key: str) -> str:
     return ("in-" if direction == "ingress" else "out-") + short_hash(pod_key, 16)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _ip_key(ip: str) -> int:
+    """Sort key of a dotted address; cached, since every sync sorts the same pod addresses again."""
+    return int(ipaddress.IPv4Address(ip))
+
+
 def _elements(peer: Peer) -> tuple[str, ...]:
     if peer.ips is not None:  # plain addresses: sorted numerically, no CIDR objects (1,000s per sync)
-        return tuple(sorted(peer.ips, key=ipaddress.IPv4Address))
+        return tuple(sorted(peer.ips, key=_ip_key))
     return tuple(str(n.network_address) if n.prefixlen == 32 else str(n) for n in peer.ranges())
 
 

@@ -30,8 +30,8 @@ class PolicySyncer:
         self.applied: render.NodeRules | None = None
 
     def desired(self, informer: Informer) -> render.NodeRules:
-        model = build(informer.list("Pod"), informer.list("NetworkPolicy"), informer.list("Namespace"),
-                      informer.list("Node"), only_node=self.node)
+        model = build(informer.view("Pod"), informer.view("NetworkPolicy"), informer.view("Namespace"),
+                      informer.view("Node"), only_node=self.node)
         return render.node_rules(model, self.node)
 
     def sync(self, informer: Informer, events: list, now: float) -> None:
