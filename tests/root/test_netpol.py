@@ -5,7 +5,7 @@ spread over two nodes, in ONE lab for the whole module. For each policy case eve
 destination, port, protocol) is probed for real: by pod IP (same node: bridged; other node: VXLAN),
 through a ClusterIP to x/a and x/b, and from the external client through an externalTrafficPolicy
 Local NodePort of x/a. Every probe of a matrix runs at once (one thread each, sockets opened inside the
-pods' namespaces). The source address the destination's node judges is observed, not assumed: before
+pods' namespaces); a TCP probe needs an HTTP answer, a UDP probe agnhost's reply. The source address the destination's node judges is observed, not assumed: before
 the cases, each client asks agnhost's `clientip` through the Service (the pod's own address in the
 iptables and nftables modes, the node's in the userspace mode, the client's through the Local
 NodePort). A cell that disagrees with the model is probed again until a deadline (the agents program
@@ -243,7 +243,15 @@ def probe(w: World, c: Cell) -> bool:
     try:
         sock.settimeout(PROBE_TIMEOUT)
         if c.proto == "TCP":
-            return sock.connect_ex((c.addr, c.port)) == 0
+            # An answer, not just a handshake: in the userspace mode the node's proxy accepts the
+            # connection itself and only then connects to the endpoint, which the policy may drop.
+            if sock.connect_ex((c.addr, c.port)) != 0:
+                return False
+            try:
+                sock.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
+                return sock.recv(4096).startswith(b"HTTP/")
+            except OSError:
+                return False
         payload = DNSRecord.question("kubernetes.default.svc.cluster.local").pack() if c.dst == "dns" else b"hostname"
         sock.sendto(payload, (c.addr, c.port))
         try:
