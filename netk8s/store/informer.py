@@ -7,6 +7,7 @@ describe the difference between the old and the new cache, so a caller never mis
 
 from __future__ import annotations
 
+import builtins
 import copy
 import time
 
@@ -122,7 +123,7 @@ class Informer:
         ns = None if namespace is None else normalize_key(kind, namespace, "")[1]
         return [copy.deepcopy(items[k]) for k in sorted(items) if ns is None or k[0] == ns]
 
-    def view(self, kind: str) -> list[dict]:
+    def view(self, kind: str) -> builtins.list[dict]:  # `list` here would be the method above
         """The cached objects of a kind, NOT copied (client-go listers' contract: read, never mutate).
 
         For a reader that rebuilds from the whole cache on every change (the NetworkPolicy model), where
