@@ -26,6 +26,7 @@ real probes. The node agent's renderer reads the same `PodPolicy` allow-sets.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -212,6 +213,25 @@ def pod_from_object(obj: dict, ip_of: Mapping[str, str] | None = None) -> Pod | 
                   for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("name"))
     return Pod(meta.get("namespace") or "default", meta["name"], str(ip), dict(meta.get("labels") or {}),
                spec.get("nodeName") or "", ports)
+
+
+def inputs_of(obj: dict) -> str:
+    """What build() reads of one object, as a comparable text: a change elsewhere (a node's heartbeat,
+    a pod's readiness condition) cannot change any verdict, so the agent skips rebuilding for it."""
+    kind, meta = obj.get("kind", ""), obj.get("metadata") or {}
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if kind == "Pod":
+        read: object = [meta.get("labels"), (meta.get("annotations") or {}).get("netk8s.io/pod-ip"),
+                        status.get("podIP"), spec.get("nodeName"), spec.get("hostNetwork"),
+                        status.get("phase") in ("Succeeded", "Failed"),
+                        [c.get("ports") for c in spec.get("containers") or []]]
+    elif kind == "Namespace":
+        read = meta.get("labels")
+    elif kind == "Node":
+        read = [spec.get("podCIDR"), [a for a in status.get("addresses") or [] if a.get("type") == "InternalIP"]]
+    else:  # NetworkPolicy, and anything else: the whole spec
+        read = spec
+    return json.dumps(read, sort_keys=True, default=str)
 
 
 def node_addresses(node: dict) -> frozenset[str]:
