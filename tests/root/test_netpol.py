@@ -126,10 +126,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
             == len(PODS), timeout=180)
         yield lab
     report = request.config.pluginmanager.get_plugin("terminalreporter")
-    if report is not None and TIMES:
-        report.write_line("\nNetworkPolicy cases (apply -> matrix agrees with the model; one full probe round):")
-        for name, (took, round_s, n) in TIMES.items():
-            report.write_line(f"  {name:<52} {took:6.1f} s   round {round_s:5.1f} s   {n} cells")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if report is not None and capture is not None and TIMES:
+        with capture.global_and_fixture_disabled():  # shown without -s too
+            report.write_line("\nNetworkPolicy cases (apply -> matrix agrees with the model; one full probe round):")
+            for name, (took, round_s, n) in TIMES.items():
+                report.write_line(f"  {name:<52} {took:6.1f} s   round {round_s:5.1f} s   {n} cells")
 
 
 @pytest.fixture(scope="module")
