@@ -338,6 +338,10 @@ def describe(ctx: click.Context, words: tuple[str, ...], namespace: str) -> None
             related["ReplicaSet"], _ = store.list("ReplicaSet", ns)
         if info.kind in ("ReplicaSet", "StatefulSet"):
             related["Pod"], _ = store.list("Pod", ns)
+        if info.kind == "NetworkPolicy":
+            from netk8s.cli.policy import policy_related
+
+            related.update(policy_related(ctx, obj, store.list("Pod", ns)[0]))
     finally:
         store.close()
     text = render(obj, related, time.time())
@@ -588,8 +592,8 @@ def main() -> None:
 
 
 # Service commands live in their own module; importing it registers them on `cli`.
-from netk8s.cli import services as _services  # noqa: F401
 from netk8s.cli import policy as _policy  # noqa: F401
+from netk8s.cli import services as _services  # noqa: F401
 
 if __name__ == "__main__":
     # `python -m netk8s.cli.main`: run the importable module's `cli` (the one services registered on).

@@ -114,9 +114,10 @@ def rule_texts(family: str = FAMILY, table: str = TABLE) -> dict[int, str]:
     return out
 
 
-def dump() -> dict[str, Any]:
-    """What `netk8s rules` reads: the table's JSON and the rule texts by handle."""
-    return {"json": list_table_json(), "rules": {str(h): t for h, t in rule_texts().items()}}
+def dump(family: str = FAMILY, table: str = TABLE) -> dict[str, Any]:
+    """What `netk8s rules` (and `describe netpol`, for table netk8s-policy) reads: the table's JSON and
+    the rule texts by handle."""
+    return {"json": list_table_json(family, table), "rules": {str(h): t for h, t in rule_texts(family, table).items()}}
 
 
 def main(args: Sequence[str] | None = None) -> int:
@@ -124,9 +125,10 @@ def main(args: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("dump", help="the kube-proxy table as JSON (with counters) and rule texts")
     d.add_argument("--json", action="store_true")
-    p.parse_args(args)
+    d.add_argument("--table", default=TABLE, help=f"table of family {FAMILY} (default {TABLE})")
+    opts = p.parse_args(args)
     try:
-        data = dump()
+        data = dump(FAMILY, opts.table)
     except KernelError as exc:
         print(f"netk8s.dataplane.nftables: {exc}", file=sys.stderr)
         return 1

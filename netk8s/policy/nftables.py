@@ -29,6 +29,8 @@ kernel from `old` to `new` touching only what changed (set elements, map element
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from dataclasses import dataclass, field
 
 from netk8s.model.naming import short_hash
@@ -59,7 +61,15 @@ def chain_name(direction: str, pod_key: str) -> str:
     return ("in-" if direction == "ingress" else "out-") + short_hash(pod_key, 16)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _ip_key(ip: str) -> int:
+    """Sort key of a dotted address; cached, since every sync sorts the same pod addresses again."""
+    return int(ipaddress.IPv4Address(ip))
+
+
 def _elements(peer: Peer) -> tuple[str, ...]:
+    if peer.ips is not None:  # plain addresses: sorted numerically, no CIDR objects (1,000s per sync)
+        return tuple(sorted(peer.ips, key=_ip_key))
     return tuple(str(n.network_address) if n.prefixlen == 32 else str(n) for n in peer.ranges())
 
 
@@ -89,7 +99,8 @@ def _chain(pp: PodPolicy, direction: str, own: tuple[str, ...], sets: dict[str, 
             peer_matches = []
             for peer in clause.peers:
                 name = set_name(clause, peer)
-                sets[name] = _elements(peer)
+                if name not in sets:  # every pod the rule selects shares the peer's set
+                    sets[name] = _elements(peer)
                 peer_matches.append(f"ip {addr} @{name}")
         for pm in peer_matches:
             for portm in _port_matches(clause):

@@ -256,7 +256,7 @@ def kubectl_apply(d: Path, port: int, ca: Path, store: Any, n: int) -> dict[str,
 def run_bench(quick: bool, log: Any) -> Section:
     seed_n, n, watchers, events, reps, apply_n = ((2000, 200, 20, 30, 3, 200) if quick
                                                   else (10000, 300, 50, 100, 5, 1000))
-    sec = Section("apiserver", "7. API server", method=METHOD.format(
+    sec = Section("apiserver", "8. API server", method=METHOD.format(
         seed=seed_n, n=n, watchers=watchers, events=events, reps=reps, apply=apply_n))
     from netk8s.store.factory import open_store
 

@@ -136,3 +136,13 @@ def test_peer_ranges_cut_out_the_excepts() -> None:
     p = Peer("t", cidr=net("10.0.0.0/24"), excepts=(net("10.0.0.0/26"), net("10.0.0.128/25")))
     assert p.ranges() == [net("10.0.0.64/26")]
     assert not p.matches("10.0.0.5") and p.matches("10.0.0.70")
+
+
+@pytest.mark.parametrize("c", CASES[:12] + ip_cases(ip_of), ids=lambda c: c.name)
+def test_build_for_one_node_matches_the_whole_model(c: Case) -> None:
+    """The agent builds only its node's pods (only_node): same allow-sets for them, every pod a peer."""
+    whole = model_of(c.policies)
+    for node in NODES:
+        part = build(pod_objects(), c.policies, ns_objects(), NODE_OBJECTS, only_node=node)
+        assert set(part.policies) == {k for k, pp in whole.policies.items() if pp.pod.node == node}
+        assert all(part.policies[k] == whole.policies[k] for k in part.policies)

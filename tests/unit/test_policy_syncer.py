@@ -69,3 +69,26 @@ def test_full_then_element_diffs_then_full_after_a_failure(world) -> None:  # ty
     s.sync(informer, [], 4.0)  # nothing new, but the last apply failed: the whole table again
     assert applied[-1].startswith("add table ip netk8s-policy\ndelete table")
     assert "10.244.1.3" not in applied[-1]
+
+
+def test_events_that_change_nothing_the_model_reads_skip_the_rebuild(world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    store, informer, applied, _ = world
+    s = PolicySyncer("node1")
+    s.sync(informer, [], 0.0)
+    builds = []
+    real = s.desired
+    monkeypatch.setattr(s, "desired", lambda inf: builds.append(1) or real(inf))
+    store.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node1"}, "spec": {"podCIDR": "10.244.1.0/24"},
+                  "status": {"addresses": [{"type": "InternalIP", "address": "192.168.56.11"}]}})
+    s.sync(informer, informer.poll(0.1), 1.0)
+    assert len(builds) == 1  # a new node: its addresses count (own-node traffic)
+    mutate(store, "Node", "", "node1", lambda o: {**o, "status": {**o["status"], "conditions": [{"type": "Ready"}]}})
+    mutate(store, "Pod", "x", "a", lambda o: {**o, "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    s.sync(informer, informer.poll(0.1), 2.0)
+    assert len(builds) == 1  # a heartbeat and a readiness change: no rebuild
+    mutate(store, "Pod", "x", "b", lambda o: {**o, "metadata": {**o["metadata"], "labels": {"pod": "b", "role": "client"}}})
+    s.sync(informer, informer.poll(0.1), 3.0)
+    assert len(builds) == 2 and "10.244.1.3" in applied[-1]
+    store.delete("Pod", "x", "b")
+    s.sync(informer, informer.poll(0.1), 4.0)
+    assert len(builds) == 3 and applied[-1].startswith("delete element") and "10.244.1.3" in applied[-1]

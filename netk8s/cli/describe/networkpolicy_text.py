@@ -85,6 +85,34 @@ def describe_networkpolicy(w: PrefixWriter, np: dict, labels_multiline: Any, ann
     w.write(1, f"Policy Types: {', '.join(types)}\n")
 
 
+def _count(c: dict) -> str:
+    return f"{c.get('packets', 0)} packets ({c.get('bytes', 0)} bytes)"
+
+
+def describe_policy_state(w: PrefixWriter, np: dict, pods: list[dict] | None, counters: list[dict] | None) -> None:
+    """netk8s' additions after kubectl's text: the pods the policy selects now, and its kernel counters
+    (new connections each rule allowed, drops in the pods it isolates), summed over the nodes."""
+    if pods is not None:
+        names = sorted(p["metadata"]["name"] for p in pods)
+        w.write(1, f"Selected Pods: {', '.join(names) if names else '<none>'}\n")
+    if not counters:
+        return
+    c = counters[0]
+    if c.get("error"):
+        w.write(1, f"Packet Counters: <unavailable: {c['error']}>\n")
+        return
+    w.write(1, f"Packet Counters (new connections, {c.get('nodes', 0)} nodes):\n")
+    spec = np.get("spec") or {}
+    rules = [f"{d}[{i}]" for d in ("ingress", "egress") for i in range(len(spec.get(d) or []))]
+    for ref in rules:
+        w.write(2, f"{ref}:\tallowed {_count((c.get('rules') or {}).get(ref) or {})}\n")
+    for direction, count in sorted((c.get("dropped") or {}).items()):
+        w.write(2, f"dropped ({direction}, pods it isolates):\t{_count(count)}\n")
+    if not rules and not c.get("dropped"):
+        w.write(2, "<none>\n")
+
+
 @describer("NetworkPolicy")
 def _describe(w: Writer, obj: dict, related: dict[str, list[dict]], now: float) -> None:
     describe_networkpolicy(w, obj, labels_multiline, annotations_multiline)
+    describe_policy_state(w, obj, related.get("Pod"), related.get("PolicyCounters"))
