@@ -331,7 +331,8 @@ def _live(c: Cluster, t: Trace, client_pod: dict | None, src_ns: str, node_ns: s
     t.endpoint = {"ip": ep_ip, "port": int(ep_port or port), "pod": _key(ep_pod) if ep_pod else None,
                   "node": ep_node, "choice": choice if endpoint else None}
     if endpoint:
-        masq = "masqueraded" if entry and entry.reply[1] != src_ip else "source kept"
+        masq = ("proxied by the agent" if c.mode == "userspace"
+                else "masqueraded" if entry and entry.reply[1] != src_ip else "source kept")
         t.hops.append(Hop("dnat", entry_node, f"{dst}:{port} -> {endpoint} = pod {t.endpoint['pod']} on {ep_node} "
                           f"({choice}; {masq})", {"endpoint": t.endpoint}))
     if ep_node and ep_node != entry_node:

@@ -62,6 +62,9 @@ def render_text(trace: Trace) -> str:
     for i, hop in enumerate(trace.hops, 1):
         where = f" [{hop.node}]" if hop.node else ""
         lines.append(f"{i:>2}. {hop.kind:<8}{where} {hop.summary}")
+        for e in hop.details.get("endpoints", []) if hop.kind == "rules" else []:
+            who = f"  pod {e['pod']} on {e['node']}" if e.get("pod") else ""
+            lines.append(f"      {e['endpoint']:<22} p={e['probability']:.4f}{who}")
         for r in hop.rules:
             count = f"  (+{r.packets} pkt)" if r.packets else ""
             verdict = f"  -> {r.verdict}" if r.verdict else ""

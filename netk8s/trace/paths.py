@@ -83,7 +83,7 @@ def iptables_paths(rs: Ruleset, src: str, proto: str, dst: str, dport: int, *, l
             if kind == "statistic" and p is not None:
                 prob *= p if take else 1.0 - p
         verdict = r.verdict
-        if r.matched_rules and r.matched_rules[-1][1].target == "REDIRECT":
+        if r.verdict == "ACCEPT" and any(t == "nat" and rule.target == "REDIRECT" for t, rule in r.matched_rules):
             verdict = "REDIRECT"
         path = Path(verdict, r.dnat, r.masquerade, prob,
                     [(t, rule.chain, rule.text) for t, rule in r.matched_rules], list(r.path),
@@ -200,7 +200,8 @@ def _verdict_of(value: Any) -> tuple[str, str | None] | None:
 
 
 def _match_ok(m: Mapping[str, Any], src: ipaddress.IPv4Address, proto: str, local: set[str],
-              sets: Mapping[str, Any], affinity: bool) -> bool:
+              sets: Mapping[str, Any], affinity: bool, dst: ipaddress.IPv4Address | None = None,
+              dport: int | None = None) -> bool:
     left, right, op = m.get("left", {}), m.get("right"), m.get("op", "==")
     if isinstance(left, dict) and "fib" in left:
         result = str(src) in local or src.is_loopback
@@ -208,7 +209,13 @@ def _match_ok(m: Mapping[str, Any], src: ipaddress.IPv4Address, proto: str, loca
     if isinstance(left, dict) and left.get("meta", {}).get("key") == "l4proto":
         return (str(right) == proto) == (op in ("==", "in"))
     payload = left.get("payload", {}) if isinstance(left, dict) else {}
-    if payload.get("protocol") == "ip" and payload.get("field") == "saddr":
+    if payload.get("field") == "dport" and dport is not None:
+        return (str(right) == str(dport)) == (op in ("==", "in"))
+    if payload.get("protocol") == "ip" and payload.get("field") in ("saddr", "daddr"):
+        if payload["field"] == "daddr":
+            if dst is None:
+                raise ValidationError("trace --dry-run: a daddr match needs the destination")
+            src = dst
         if isinstance(right, str) and right.startswith("@"):
             if right.startswith("@affinity-"):
                 hit = affinity
@@ -258,7 +265,8 @@ def nft_json_paths(doc: Mapping[str, Any], src: str, proto: str, dst: str, dport
         for exprs in chains.get(chain, []):
             ok = True
             for e in exprs:
-                if "match" in e and not _match_ok(e["match"], sip, proto, local, maps, False):
+                if "match" in e and not _match_ok(e["match"], sip, proto, local, maps, False,
+                                                     ipaddress.IPv4Address(dst), dport):
                     ok = False
                     break
             if not ok:
