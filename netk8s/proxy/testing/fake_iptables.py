@@ -148,6 +148,11 @@ def parse_rule(chain: str, args: list[str]) -> Rule:
         elif tok == "--name":
             r.recent = r.recent or {}
             r.recent["name"] = value()
+        elif tok == "--mask" and r.recent is not None:
+            # iptables-save prints xt_recent's default mask; only a full mask (one entry per address) is modelled
+            mask = value()
+            if mask != "255.255.255.255":
+                r.unsupported.append(f"--mask {mask}")
         elif tok == "--seconds":
             r.recent = r.recent or {}
             r.recent["seconds"] = int(value())
