@@ -187,7 +187,7 @@ def probe(dst: str, port: int, proto: str, sport: int, path: str, timeout: float
     try:
         s.bind(("0.0.0.0", sport))
         s.connect((dst, port))
-        result["local"] = "%s:%d" % s.getsockname()
+        result["local"] = "{}:{}".format(*s.getsockname())
         if proto == "tcp":
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: {dst}\r\nUser-Agent: netk8s-trace\r\n"
                       "Connection: close\r\n\r\n".encode())

@@ -391,7 +391,7 @@ class ProxyServer:
                 # One line per pick: `netk8s trace` reads the agent's choice for a client address here.
                 log.info("pick portal=%s client=%s:%s endpoint=%s choice=%s local=%s", portal.name, peer[0],
                          peer[1] if len(peer) > 1 else 0, endpoint, "affinity" if sticky else "round-robin",
-                         "%s:%s" % (w.get_extra_info("sockname") or ("", 0))[:2])
+                         "{}:{}".format(*(w.get_extra_info("sockname") or ("", 0))[:2]))
                 return r, w, endpoint
             except (OSError, asyncio.TimeoutError) as exc:
                 log.info("portal %s: connecting to %s failed (%s), trying the next endpoint", portal.name,
@@ -449,7 +449,7 @@ class ProxyServer:
             return None
         sess = _UdpSession(client, endpoint, s, self.clock())
         log.info("pick portal=%s client=%s:%s endpoint=%s choice=%s local=%s", portal.name, client[0], client[1],
-                 endpoint, "affinity" if sticky else "round-robin", "%s:%s" % s.getsockname()[:2])
+                 endpoint, "affinity" if sticky else "round-robin", "{}:{}".format(*s.getsockname()[:2]))
         portal.udp[client] = sess
         assert self.loop is not None
         self.loop.add_reader(s.fileno(), self._udp_reply, portal, sess)

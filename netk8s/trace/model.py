@@ -83,12 +83,12 @@ def render_svg(trace: Trace) -> str:
     heights = [70 + 14 * min(len(h.rules), 12) for h in trace.hops] or [70]
     width = max(1, len(trace.hops)) * (box_w + gap) + 40
     height = top + max(heights) + 70
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'font-family="monospace" font-size="11">',
-           '<defs><marker id="arrow" markerWidth="10" markerHeight="7" refX="10" refY="3.5" orient="auto">'
-           '<polygon points="0 0, 10 3.5, 0 7"/></marker></defs>',
-           f'<text x="20" y="24" font-size="14">{escape(trace.source)} → {escape(trace.target)} '
-           f'({escape(trace.mode)} mode)</text>']
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'font-family="monospace" font-size="11">'),
+           ('<defs><marker id="arrow" markerWidth="10" markerHeight="7" refX="10" refY="3.5" orient="auto">'
+            '<polygon points="0 0, 10 3.5, 0 7"/></marker></defs>'),
+           (f'<text x="20" y="24" font-size="14">{escape(trace.source)} → {escape(trace.target)} '
+            f'({escape(trace.mode)} mode)</text>')]
     colours = {"drop": "#f8d0d0", "delivery": "#d0f0d0", "dns": "#e0e8ff", "vxlan": "#fff0c0"}
     for i, hop in enumerate(trace.hops):
         x = 20 + i * (box_w + gap)

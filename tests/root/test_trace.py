@@ -197,7 +197,7 @@ def test_trace_in_every_mode(lab: Lab, mode: str) -> None:
     # --- no endpoints: the REJECT rule
     rej = trace(lab, "pod/client", "nobody-home", ok=False)
     assert rej["verdict"] == "rejected" and "has no endpoints" in rej["reason"]
-    assert re.search(r"reject", rej["reason"], re.I)
+    assert re.search(r"reject", rej["reason"], re.IGNORECASE)
 
     # --- session affinity: same endpoint twice, the second by the affinity match
     first = trace(lab, "pod/client", "sticky")
