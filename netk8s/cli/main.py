@@ -594,6 +594,7 @@ def main() -> None:
 # Service commands live in their own module; importing it registers them on `cli`.
 from netk8s.cli import policy as _policy  # noqa: F401
 from netk8s.cli import services as _services  # noqa: F401
+from netk8s.cli import trace as _trace  # noqa: F401
 
 if __name__ == "__main__":
     # `python -m netk8s.cli.main`: run the importable module's `cli` (the one services registered on).

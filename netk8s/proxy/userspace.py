@@ -103,6 +103,12 @@ class EndpointChooser:
             self.index = self.index % len(new) if new else 0
         return removed
 
+    def sticky(self, client_ip: str) -> bool:
+        """Whether the next pick for `client_ip` is an affinity hit (what `next` would decide)."""
+        aff = self.affinity.get(client_ip)
+        return (self.affinity_timeout is not None and aff is not None and aff.endpoint in self.endpoints
+                and self.clock() - aff.last_used < self.affinity_timeout)
+
     def next(self, client_ip: str, reset: bool = False) -> str | None:
         """The endpoint for a new connection from `client_ip`; `reset` skips the client's affinity (its
         endpoint just failed). None when there is no endpoint."""
@@ -374,6 +380,7 @@ class ProxyServer:
         peer = writer.get_extra_info("peername") or ("", 0)
         tries = max(1, len(portal.chooser.endpoints))
         for attempt in range(tries):
+            sticky = attempt == 0 and portal.chooser.sticky(str(peer[0]))
             endpoint = portal.chooser.next(str(peer[0]), reset=attempt > 0)
             if endpoint is None:
                 return None
@@ -381,6 +388,10 @@ class ProxyServer:
             try:
                 r, w = await asyncio.wait_for(asyncio.open_connection(ip, port, limit=STREAM_LIMIT),
                                               self.connect_timeout)
+                # One line per pick: `netk8s trace` reads the agent's choice for a client address here.
+                log.info("pick portal=%s client=%s:%s endpoint=%s choice=%s local=%s", portal.name, peer[0],
+                         peer[1] if len(peer) > 1 else 0, endpoint, "affinity" if sticky else "round-robin",
+                         "{}:{}".format(*(w.get_extra_info("sockname") or ("", 0))[:2]))
                 return r, w, endpoint
             except (OSError, asyncio.TimeoutError) as exc:
                 log.info("portal %s: connecting to %s failed (%s), trying the next endpoint", portal.name,
@@ -424,6 +435,7 @@ class ProxyServer:
                 log.debug("portal %s: send to %s: %s", portal.name, sess.endpoint, exc)
 
     def _new_udp_session(self, portal: _Portal, client: tuple[str, int]) -> _UdpSession | None:
+        sticky = portal.chooser.sticky(client[0])
         endpoint = portal.chooser.next(client[0])
         if endpoint is None:
             return None
@@ -436,6 +448,8 @@ class ProxyServer:
             log.info("portal %s: UDP session to %s: %s", portal.name, endpoint, exc)
             return None
         sess = _UdpSession(client, endpoint, s, self.clock())
+        log.info("pick portal=%s client=%s:%s endpoint=%s choice=%s local=%s", portal.name, client[0], client[1],
+                 endpoint, "affinity" if sticky else "round-robin", "{}:{}".format(*s.getsockname()[:2]))
         portal.udp[client] = sess
         assert self.loop is not None
         self.loop.add_reader(s.fileno(), self._udp_reply, portal, sess)

@@ -24,7 +24,7 @@ from scripts.bench import report
 from scripts.bench.common import REPO
 from scripts.bench.report import Section
 
-BENCHES = ("rules", "latency", "dataplane", "dns", "podstart", "ingress", "netpol, apiserver")
+BENCHES = ("rules", "latency", "dataplane", "dns", "podstart", "ingress", "netpol", "apiserver")
 PLOT_DIR = Path("docs/bench")
 
 

@@ -38,6 +38,8 @@ PURE_MODULES = [
     "netk8s.controller.workloads",
     "netk8s.cli.printers",
     "netk8s.cli.describe",
+    "netk8s.trace.model",
+    "netk8s.trace.paths",
 ]
 
 KERNEL_MODULES = {"subprocess", "socket", "ssl", "select", "selectors", "ctypes", "multiprocessing", "pty",

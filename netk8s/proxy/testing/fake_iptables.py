@@ -148,6 +148,11 @@ def parse_rule(chain: str, args: list[str]) -> Rule:
         elif tok == "--name":
             r.recent = r.recent or {}
             r.recent["name"] = value()
+        elif tok == "--mask" and r.recent is not None:
+            # iptables-save prints xt_recent's default mask; only a full mask (one entry per address) is modelled
+            mask = value()
+            if mask != "255.255.255.255":
+                r.unsupported.append(f"--mask {mask}")
         elif tok == "--seconds":
             r.recent = r.recent or {}
             r.recent["seconds"] = int(value())
@@ -496,14 +501,17 @@ _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 # (set name, direction flags e.g. "dst,dst", src ip, protocol, dst ip, dst port) -> member?
 IpsetLookup = Callable[[str, str, str, str, str, int], bool]
 _MAX_STEPS = 100_000
+# chooser(kind, rule, probability) -> matched: decides random draws / affinity checks (see trace)
+Chooser = Callable[[str, Rule, "float | None"], bool]
 
 
 class _Tracer:
     def __init__(self, rs: Ruleset, local_ips: set[ipaddress.IPv4Address],
                  rand: Callable[[], float], recent: dict[str, dict[str, float]], now: float,
-                 ipsets: IpsetLookup | None = None) -> None:
+                 ipsets: IpsetLookup | None = None, chooser: Chooser | None = None) -> None:
         self.rs = rs
         self.ipsets = ipsets
+        self.chooser = chooser
         self.local = local_ips
         self.rand = rand
         self.recent = recent
@@ -580,8 +588,13 @@ class _Tracer:
                 return False
         if r.ctstate is not None and bool(p.states & r.ctstate[1]) == r.ctstate[0]:
             return False
-        if r.recent is not None and not self._recent(r, p):
-            return False
+        if r.recent is not None:
+            opts = r.recent
+            if self.chooser is not None and (opts.get("rcheck") or opts.get("update")):
+                if not self.chooser("recent", r, None):
+                    return False
+            elif not self._recent(r, p):
+                return False
         if r.match_set is not None:
             if self.ipsets is None:
                 raise ValidationError(f"trace: rule {r.text!r} matches an ipset and the trace was given none")
@@ -589,6 +602,8 @@ class _Tracer:
             if self.ipsets(name, dirs, str(p.src), p.proto, str(p.dst), p.dport) == neg:
                 return False
         if r.probability is not None:
+            if self.chooser is not None:
+                return self.chooser("statistic", r, r.probability)
             return self.rand() < r.probability  # xt_statistic: match when random < probability
         return True
 
@@ -662,6 +677,7 @@ def trace(
     hook: str = "PREROUTING",
     masquerade_mark: int = 0x4000,
     ipsets: IpsetLookup | None = None,
+    chooser: Chooser | None = None,
 ) -> TraceResult:
     """Follow a new connection's first packet through nat then filter.
 
@@ -671,12 +687,15 @@ def trace(
     updated in place by `--set`, so successive traces see affinity; `now` is the clock for --seconds.
     `ipsets`: answers `-m set --match-set NAME DIRS` (netk8s.proxy.testing.fake_ipvs.FakeIpsets.lookup).
     `hook`: PREROUTING (a packet arriving at the node) or OUTPUT (sent by the node itself).
+    `chooser`: decides every random draw and affinity check instead of `rand`/`recent`, called as
+    chooser("statistic", rule, probability) or chooser("recent", rule, None) -> matched (how
+    netk8s.trace.paths enumerates every path with its probability).
     """
     if hook not in ("PREROUTING", "OUTPUT"):
         raise ValidationError(f"trace: hook must be PREROUTING or OUTPUT, not {hook!r}")
     pkt = _Packet(ipaddress.IPv4Address(src), proto.lower(), ipaddress.IPv4Address(dst), int(dport))
     local = {ipaddress.IPv4Address(ip) for ip in local_dst_ips}
-    tr = _Tracer(ruleset, local, _rand_source(rand), recent if recent is not None else {}, now, ipsets)
+    tr = _Tracer(ruleset, local, _rand_source(rand), recent if recent is not None else {}, now, ipsets, chooser)
 
     dnat: str | None = None
     nat_start = hook if ruleset.chain("nat", hook) is not None else naming.KUBE_SERVICES

@@ -369,6 +369,7 @@ class NftTrace:
     masquerade: bool
     chains: list[str]
     mark: int
+    matched: list[tuple[str, str]] = field(default_factory=list)  # (chain, rule) with a verdict, in order
 
 
 @dataclass
@@ -382,6 +383,10 @@ class _Packet:
     masquerade: bool = False
 
 
+# chooser(kind, name, n) -> index (numgen) or member (affinity set): see trace
+NftChooser = Callable[[str, str, int], int]
+
+
 def _rand_source(rand: float | Sequence[float] | Callable[[], float]) -> Callable[[], float]:
     if callable(rand):
         return rand
@@ -393,14 +398,16 @@ def _rand_source(rand: float | Sequence[float] | Callable[[], float]) -> Callabl
 
 class _Tracer:
     def __init__(self, fake: FakeNft, local: set[ipaddress.IPv4Address], rand: Callable[[], float],
-                 now: float) -> None:
+                 now: float, chooser: NftChooser | None = None) -> None:
         if fake.table is None:
             raise KernelError("nft: no table ip kube-proxy")
         self.t = fake.table
         self.local = local
         self.rand = rand
         self.now = now
+        self.chooser = chooser
         self.visited: list[str] = []
+        self.matched: list[tuple[str, str]] = []  # (chain, rule text) of every rule with a verdict
 
     def hook(self, hook: str, kind: str, pkt: _Packet, after: int | None = None) -> str | None:
         chains = sorted((c for c in self.t.chains.values() if c.hook == hook and c.kind == kind
@@ -419,6 +426,7 @@ class _Tracer:
             verdict = self.rule(rule, pkt)
             if verdict is None:
                 continue
+            self.matched.append((name, rule.text))
             verb, target = verdict
             if verb == "jump":
                 v = self.run(str(target), pkt, depth + 1)
@@ -450,7 +458,10 @@ class _Tracer:
                 if (self._addr(pkt, e[1]) in e[3]) == e[2]:
                     return None
             elif kind == "addr_set":
-                if self._in_set(e[3], self._addr(pkt, e[1])) == e[2]:
+                if self.chooser is not None and e[3].startswith("affinity-"):
+                    if self.chooser("affinity", e[3], 0) == e[2]:
+                        return None
+                elif self._in_set(e[3], self._addr(pkt, e[1])) == e[2]:
                     return None
             elif kind == "vmap":
                 value = self.t.containers[e[2]].elements.get(f"{self._addr(pkt, e[1])} . {pkt.proto} . {pkt.dport}")
@@ -484,7 +495,10 @@ class _Tracer:
                 pkt.masquerade = True
                 return "accept", None
             elif kind == "numgen":
-                index = min(int(self.rand() * e[1]), e[1] - 1)
+                if self.chooser is not None:
+                    index = self.chooser("numgen", rule.text, e[1])
+                else:
+                    index = min(int(self.rand() * e[1]), e[1] - 1)
                 if index not in e[2]:
                     return None
                 return e[2][index]
@@ -505,13 +519,15 @@ class _Tracer:
 
 def trace(fake: FakeNft, src: str, proto: str, dst: str, dport: int, *, local_dst_ips: Iterable[str] = (),
           hook: str = "PREROUTING", rand: float | Sequence[float] | Callable[[], float] = 0.0,
-          now: float = 0.0) -> NftTrace:
+          now: float = 0.0, chooser: NftChooser | None = None) -> NftTrace:
     """Where a new connection's first packet goes. `local_dst_ips`: the node's own addresses; `hook`:
     PREROUTING (arriving) or OUTPUT (sent by the node itself); `rand`: the numgen draws in [0, 1);
-    `now`: seconds, for affinity timeouts (the tracer updates the affinity sets like the kernel)."""
+    `now`: seconds, for affinity timeouts (the tracer updates the affinity sets like the kernel);
+    `chooser`: decides every draw instead of `rand` and the affinity sets: chooser("numgen", rule text, n)
+    -> index in [0, n), chooser("affinity", set name, 0) -> member (netk8s.trace.paths)."""
     local = {ipaddress.IPv4Address(ip) for ip in local_dst_ips}
     pkt = _Packet(ipaddress.IPv4Address(src), proto.lower(), ipaddress.IPv4Address(dst), dport)
-    tr = _Tracer(fake, local, _rand_source(rand), now)
+    tr = _Tracer(fake, local, _rand_source(rand), now, chooser)
     first = "prerouting" if hook == "PREROUTING" else "output"
     v = tr.hook(first, "filter", pkt) if first == "prerouting" else _output_filter(tr, pkt)
     if v is None:
@@ -523,7 +539,7 @@ def trace(fake: FakeNft, src: str, proto: str, dst: str, dport: int, *, local_ds
     if v is None:
         tr.hook("postrouting", "nat", pkt)
     verdict = {"drop": "DROP", "reject": "REJECT"}.get(v or "", "DNAT" if pkt.dnat else "ACCEPT")
-    return NftTrace(verdict, pkt.dnat, pkt.masquerade and v is None, tr.visited, pkt.mark)
+    return NftTrace(verdict, pkt.dnat, pkt.masquerade and v is None, tr.visited, pkt.mark, tr.matched)
 
 
 def _output_filter(tr: _Tracer, pkt: _Packet) -> str | None:
