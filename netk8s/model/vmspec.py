@@ -47,8 +47,8 @@ NODE_MODULES = (
     "ip_set", "ip_set_hash_ip", "ip_set_hash_ipport", "ip_set_hash_ipportip", "ip_set_hash_ipportnet",
     "ip_set_hash_net", "ip_set_bitmap_port", "xt_set",
     "ip_tables", "iptable_nat", "iptable_filter", "iptable_mangle", "iptable_raw",
-    "xt_MASQUERADE", "xt_mark", "xt_comment", "xt_addrtype", "xt_conntrack", "xt_multiport", "xt_statistic",
-    "xt_recent", "xt_nat", "xt_physdev", "xt_REDIRECT",
+    "xt_tcpudp", "xt_MASQUERADE", "xt_mark", "xt_comment", "xt_addrtype", "xt_conntrack", "xt_multiport", "xt_statistic",
+    "xt_recent", "xt_nat", "xt_physdev", "xt_REDIRECT", "ipt_REJECT",
     "nf_tables", "nft_chain_nat", "nft_ct", "nft_masq", "nft_nat", "nft_numgen", "nft_redir",
     "nft_fib_ipv4", "nft_reject_inet", "nfnetlink_queue",
 )
@@ -129,8 +129,10 @@ def kernel_cmdline(spec: VmSpec) -> str:
     (netk8s.cmd: the command, base64url of a shell line; netk8s.env: base64url of JSON)."""
     params = [
         "console=ttyS0", "mitigations=off", "panic=-1", "quiet", "loglevel=4",
-        # no hardware to probe: skip the slow parts of a PC boot
-        "tsc=reliable", "no_timer_check", "dummy.numdummies=0", "noreplace-smp", "8250.nr_uarts=1", "i8042.noaux", "i8042.nokbd",
+        # Under TCG the kernel calibrates the TSC against the HPET, and on a loaded host it can get it
+        # badly wrong (seen: a guest's 300 s timeout fired after 35 s): keep time by the HPET, which QEMU
+        # derives from the host's clock.
+        "clocksource=hpet", "dummy.numdummies=0", "noreplace-smp", "8250.nr_uarts=1", "i8042.noaux", "i8042.nokbd",
         f"{GUEST_MARK}={spec.name}",
         f"netk8s.ip={spec.ip_cidr}",
         f"netk8s.kver={spec.kernel_version}",
