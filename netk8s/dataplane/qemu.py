@@ -21,8 +21,7 @@ from pathlib import Path
 from netk8s.dataplane import links, netns
 from netk8s.dataplane.launch import launch_argv
 from netk8s.errors import KernelError
-from netk8s.model import vmspec
-from netk8s.model import naming
+from netk8s.model import naming, vmspec
 
 BUSYBOX_PATHS = ("/usr/bin/busybox", "/bin/busybox")
 KVM_DEVICE = Path("/dev/kvm")

@@ -169,7 +169,7 @@ def qemu_argv(spec: VmSpec) -> list[str]:
         "-no-reboot",  # a guest that powers off or panics (panic=-1) makes QEMU exit
         "-kernel", spec.kernel, "-initrd", spec.initrd, "-append", kernel_cmdline(spec),
         "-chardev", f"file,id=console,path={spec.serial_log}", "-serial", "chardev:console",
-        "-fsdev", f"local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
         "-device", f"virtio-9p-pci,fsdev=root,mount_tag={ROOT_TAG}",
         "-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
         # romfile= : no iPXE option ROM (the kernel is loaded directly; nothing boots from the network)
