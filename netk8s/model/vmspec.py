@@ -50,7 +50,7 @@ NODE_MODULES = (
     "xt_tcpudp", "xt_MASQUERADE", "xt_mark", "xt_comment", "xt_addrtype", "xt_conntrack", "xt_multiport", "xt_statistic",
     "xt_recent", "xt_nat", "xt_physdev", "xt_REDIRECT", "ipt_REJECT",
     "nf_tables", "nft_chain_nat", "nft_ct", "nft_masq", "nft_nat", "nft_numgen", "nft_redir",
-    "nft_fib_ipv4", "nft_reject_inet", "nfnetlink_queue",
+    "nft_fib_ipv4", "nft_reject_ipv4", "nft_reject_inet", "nfnetlink_queue",
 )
 OPTIONAL_MODULES = frozenset({"xt_REDIRECT", "nft_redir", "nfnetlink_queue", "nft_reject_inet", "ip_vs_mh"})
 
@@ -256,9 +256,10 @@ done
 for d in TMPFS_DIRS; do mount -t tmpfs -o mode=755 tmpfs "/newroot$d" || fail "tmpfs $d"; done
 chmod 1777 /newroot/tmp
 kver=$(arg netk8s.kver)
-mods=/newroot/var/cache/netk8s/kernel/$kver
-for m in $(cat /node-modules); do insmod "$mods/lib/modules/$kver/$m" 2>/dev/null || [ -d "/sys/module/$(basename "$m" .ko | tr - _)" ] || say "insmod $m failed"; done
-# the kernel's own module requests (ipvsadm's scheduler, iptables' matches) use the extracted modules
+mods=/var/cache/netk8s/kernel/$kver
+for m in $(cat /node-modules); do insmod "/newroot$mods/lib/modules/$kver/$m" 2>/dev/null || [ -d "/sys/module/$(basename "$m" .ko | tr - _)" ] || say "insmod $m failed"; done
+# the kernel's own module requests (ipvsadm's scheduler, iptables' matches) use the extracted modules;
+# the wrapper runs after switch_root, so its path is the one in the host's tree
 mkdir -p /newroot/run/netk8s
 printf '#!/bin/sh\nexec /sbin/modprobe -d %s "$@"\n' "$mods" > /newroot/run/netk8s/modprobe
 chmod 755 /newroot/run/netk8s/modprobe

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from netk8s.dataplane import links, netns
+from netk8s.errors import KernelError
 from netk8s.lab.vm import VmNode
 from netk8s.model import naming
 
@@ -89,8 +90,14 @@ def main(argv: list[str] | None = None) -> int:
                     vm.stop()
             assert vm is not None
             for mode in [m for m in args.modes.split(",") if m and args.services > 0]:
-                rules[mode] = rules_in_guest(vm, mode, args.services, args.changes)
-                log(f"rules {mode} {args.services}: full {rules[mode]['full_s']:.2f} s")
+                try:
+                    rules[mode] = rules_in_guest(vm, mode, args.services, args.changes)
+                except KernelError as exc:  # one mode failing still reports the others
+                    rules[mode] = {"error": str(exc).splitlines()[0][:200]}
+                    log(f"rules {mode}: FAILED {exc}")
+                    continue
+                log(f"rules {mode} {args.services}: full {rules[mode]['full_s']:.2f} s, "
+                    f"applier {rules[mode]['apply_s']:.2f} s")
         finally:
             if vm is not None:
                 vm.stop()
@@ -107,12 +114,15 @@ def render(boots: list[dict], rules: dict[str, dict], services: int) -> str:
     pid1 = [b["pid1"] for b in boots if b["pid1"] is not None]
     lines = ["| boot-to-ready (s), median | min | max | guest uptime at PID 1 in the host tree (s), median | boots |",
              "|---|---|---|---|---|",
-             f"| {statistics.median(ready):.1f} | {min(ready):.1f} | {max(ready):.1f} | "
-             f"{statistics.median(pid1) if pid1 else float('nan'):.1f} | {len(ready)} |"]
+             (f"| {statistics.median(ready):.1f} | {min(ready):.1f} | {max(ready):.1f} | "
+             f"{statistics.median(pid1) if pid1 else float('nan'):.1f} | {len(ready)} |")]
     if rules:
-        lines += ["", f"| mode (in the guest) | Services | full sync (s) | of which the applier (s) | "
-                  "partial sync, median (s) | kernel objects |", "|---|---|---|---|---|---|"]
+        lines += ["", ("| mode (in the guest) | Services | full sync (s) | of which the applier (s) | "
+                  "partial sync, median (s) | kernel objects |"), "|---|---|---|---|---|---|"]
         for mode, r in rules.items():
+            if "error" in r:
+                lines.append(f"| {mode} | {services} | failed: {r['error']} | | | |")
+                continue
             part = statistics.median([p["s"] for p in r["partial"]]) if r.get("partial") else float("nan")
             lines.append(f"| {mode} | {services} | {r['full_s']:.2f} | {r['apply_s'] or 0:.2f} | {part:.2f} | "
                          f"{r.get('kernel_rules')} |")
