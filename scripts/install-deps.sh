@@ -7,7 +7,9 @@ venv=${NETK8S_VENV:-$here/.venv}
 export DEBIAN_FRONTEND=noninteractive
 
 apt_pkgs=(iproute2 iptables nftables ipset ipvsadm conntrack tcpdump procps kmod util-linux etcd-server
-          iputils-ping curl wget dnsutils gcc python3-venv python3-dev nginx-light)
+          iputils-ping curl wget dnsutils gcc python3-venv python3-dev nginx-light
+          qemu-system-x86 busybox-static)
+# qemu-system-x86 + busybox-static: VM nodes (docs/vm-nodes.md); the guest kernel is extracted below.
 # nginx-light: the ingress controller's pods run Debian's nginx (netk8s.ingress); falls back to nginx.
 # `install-deps.sh --bench` (or NETK8S_BENCH=1): also the tools `make bench` measures against.
 # dnsmasq-base is the dnsmasq binary without the system service; nginx-light falls back to nginx.
@@ -35,6 +37,29 @@ if [ ${#missing[@]} -gt 0 ]; then
     trap 'rm -f "$policy"' EXIT
   fi
   apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The VM nodes' guest kernel: Debian's linux-image-amd64 dependency (the versioned linux-image-6.x package),
+# downloaded and unpacked into a netk8s cache dir with its modules.dep, never installed into the host's
+# /boot (no kernel hooks run on the host). NETK8S_NO_VM_KERNEL=1 skips it.
+kcache=${NETK8S_KERNEL_CACHE:-/var/cache/netk8s/kernel}
+if [ "${NETK8S_NO_VM_KERNEL:-0}" != 1 ]; then
+  kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  if [ -z "$kpkg" ]; then
+    apt-get -o DPkg::Lock::Timeout=900 update -qq
+    kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  fi
+  kver=${kpkg#linux-image-}
+  if [ ! -f "$kcache/$kver/.ready" ]; then
+    echo "netk8s: unpacking guest kernel $kpkg into $kcache/$kver"
+    ktmp=$(mktemp -d)
+    (cd "$ktmp" && apt-get -o DPkg::Lock::Timeout=900 download "$kpkg" >/dev/null 2>&1 \
+      || { apt-get -o DPkg::Lock::Timeout=900 update -qq && apt-get download "$kpkg" >/dev/null; })
+    rm -rf "$kcache/$kver.new" && mkdir -p "$kcache/$kver.new"
+    dpkg-deb -x "$ktmp"/"$kpkg"_*.deb "$kcache/$kver.new"
+    depmod -b "$kcache/$kver.new" "$kver"
+    rm -rf "$ktmp" "$kcache/$kver" && mv "$kcache/$kver.new" "$kcache/$kver" && touch "$kcache/$kver/.ready"
+  fi
 fi
 
 # python-iptables drives the legacy xtables backend: netk8s uses iptables-legacy inside its node

@@ -133,7 +133,15 @@ def has_leftovers() -> bool:
         names = set(_run([IPSET, "list", "-n"]).split())
         if names & set(IPSET_NAMES):
             return True
-    return PROC_IP_VS.exists() and "->" in ipvsadm_list()
+    return PROC_IP_VS.exists() and lists_virtual_servers(ipvsadm_list())
+
+
+def lists_virtual_servers(listing: str) -> bool:
+    """True when an `ipvsadm -L -n` listing holds a virtual server. Its header always has a `->` line
+    ("  -> RemoteAddress:Port Forward Weight ..."), so only the service lines count (TCP/UDP/SCTP/FWM),
+    with or without real servers."""
+    return any(line.split(maxsplit=1)[0] in ("TCP", "UDP", "SCTP", "FWM")
+               for line in listing.splitlines() if line.strip())
 
 
 def delete_device() -> None:

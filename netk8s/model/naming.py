@@ -79,6 +79,11 @@ def switch_port(lab: str, node: str) -> str:
     return name
 
 
+def vm_tap(lab: str, node: str) -> str:
+    """The tap backing a VM node's eth0 (lives in the switch namespace, like a switch port)."""
+    return f"tap-{short_hash(f'{lab}/{node}', 10)}"
+
+
 def node_ip(index: int) -> ipaddress.IPv4Address:
     return ipaddress.ip_address(int(config.UNDERLAY_CIDR.network_address) + 10 + index)  # type: ignore[return-value]
 

@@ -116,6 +116,16 @@ def make_proxier(mode: str) -> tuple[Any, Timer | None, Timer | None, Recorder]:
         apply_t = Timer(rec)
         p = Proxier(node, NftablesBackend(Timed(nftables, apply=apply_t)), config,  # type: ignore[arg-type]
                     healthcheck=Null(), announcer=Null())  # type: ignore[arg-type]
+    elif mode == "ipvs":
+        # only where the kernel has IP_VS (a VM node: scripts/bench/vm.py runs this worker in a guest)
+        from netk8s.dataplane import ipvs
+        from netk8s.proxy.backend_ipvs import IpvsBackend
+
+        ipvs.require_support()
+        rec = Recorder(ipvs.ipvsadm_restore)
+        apply_t = Timer(rec)
+        p = Proxier(node, IpvsBackend(Timed(ipvs, ipvsadm_restore=apply_t)), config,  # type: ignore[arg-type]
+                    healthcheck=Null(), announcer=Null())  # type: ignore[arg-type]
     else:
         raise ImportError(f"proxy mode {mode!r}")
     build_t = Timer(p.refresh_state)
@@ -126,9 +136,12 @@ def make_proxier(mode: str) -> tuple[Any, Timer | None, Timer | None, Recorder]:
 def kernel_rules(mode: str) -> int | None:
     """Rules in the kernel, counted line by line as the tool prints them: reading the whole listing
     (~20 MB at 10,000 Services) into this process would add to the peak RSS it reports."""
-    argv = ["iptables-legacy-save"] if mode == "iptables" else ["nft", "-a", "list", "ruleset"]
+    argv = {"iptables": ["iptables-legacy-save"], "ipvs": ["ipvsadm", "-S", "-n"]}.get(
+        mode, ["nft", "-a", "list", "ruleset"])
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as p:
         assert p.stdout is not None
+        if mode == "ipvs":  # one line per virtual server (-A) and real server (-a)
+            return sum(1 for line in p.stdout if line.startswith(("-A ", "-a ")))
         if mode == "iptables":
             return sum(1 for line in p.stdout if line.startswith("-A "))
         return sum(1 for line in p.stdout if "# handle" in line

@@ -260,6 +260,15 @@ def test_missing_support_probes_proc_and_sys(tmp_path: Path) -> None:
     assert dp_ipvs.missing_support(tmp_path / "ip_vs", tmp_path / "dummy") == []
 
 
+def test_leftovers_are_virtual_servers_not_the_listing_header() -> None:
+    """The real `ipvsadm -Ln` of an empty table still prints a `->` header line (seen on the guest kernel)."""
+    empty = FakeIpvs().ipvsadm_list()
+    assert "->" in empty and not dp_ipvs.lists_virtual_servers(empty)
+    k = FakeIpvs()
+    k.ipvsadm_restore("-A -u 10.96.0.10:53 -s rr\n")  # a virtual server with no real server yet
+    assert dp_ipvs.lists_virtual_servers(k.ipvsadm_list())
+
+
 def test_lab_up_in_ipvs_mode_is_refused_on_a_kernel_without_ip_vs(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from netk8s.lab import manager
