@@ -39,7 +39,7 @@ def test_lab_down_removes_everything(tmp_path) -> None:
         lab.up()
         lab.apply(DEPLOY)
         lab.ready_pods("app=web", 2)
-        assert len(netns_of(lab.name)) == 2 + 2 + 2  # switch, external, 2 nodes, 2 pods
+        assert len(netns_of(lab.name)) == 3 + 2 + 2  # switch, external, control plane, 2 nodes, 2 pods
         assert procs.tagged_pids(lab.name)
     finally:
         lab.down()

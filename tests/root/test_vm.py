@@ -166,13 +166,13 @@ def test_switching_to_iptables_and_back_leaves_no_ipvs_state_behind(guest: Guest
     assert guest.sh("ipvsadm -Sn").strip() == ""  # no virtual server at all
     assert guest.vm.run(["ip", "link", "show", naming.KUBE_IPVS_DEVICE]).rc != 0
     assert naming.IPSET_CLUSTER_IP not in guest.sh("ipset list -n")
-    assert sorted(set(guest.curl(WEB, 6))) == ["pod-0", "pod-1", "pod-2"]  # iptables mode serves it
+    assert sorted(set(guest.curl(WEB, 40))) == ["pod-0", "pod-1", "pod-2"]  # iptables mode serves it
     st = guest.sync("ipvs")
     assert st["ok"] and st["mode"] == "ipvs", st
     nat = guest.sh("iptables-legacy-save -t nat")
     assert "KUBE-SVC-" not in nat and "KUBE-SEP-" not in nat  # the iptables mode's chains went
     assert f"TCP  {WEB}:80 rr" in guest.sh("ipvsadm -Ln")
-    assert sorted(set(guest.curl(WEB, 6))) == ["pod-0", "pod-1", "pod-2"]
+    assert sorted(set(guest.curl(WEB, 40))) == ["pod-0", "pod-1", "pod-2"]
     # and out again, as kube-proxy --cleanup: nothing of IPVS mode stays
     st = guest.sync("iptables")
     assert st["ok"], st
