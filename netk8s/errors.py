@@ -55,6 +55,11 @@ class Expired(NetK8sError):
     """A watch asked for a revision older than the store still keeps; relist and watch again."""
 
 
+class StoreUnavailable(NetK8sError):
+    """The API server's store (etcd) could not be reached; the request was not served. The API server
+    answers it as kube-apiserver does an unreachable etcd: 500 ServerTimeout with Retry-After."""
+
+
 class BadRequest(NetK8sError):
     """A request is malformed in a way that is not about an object's fields (HTTP 400)."""
 

@@ -91,7 +91,11 @@ def json_response(obj: object, status: int = 200, content_type: str = JSON,
 
 
 def status_response(status: dict) -> web.Response:
-    return json_response(status, int(status.get("code") or 500))
+    resp = json_response(status, int(status.get("code") or 500))
+    retry = (status.get("details") or {}).get("retryAfterSeconds")
+    if retry:
+        resp.headers["Retry-After"] = str(retry)  # as kube-apiserver's responsewriters write it
+    return resp
 
 
 # ------------------------------------------------------------------------------------------ parsing

@@ -17,6 +17,7 @@ from netk8s.errors import (
     Forbidden,
     NetK8sError,
     NotFound,
+    StoreUnavailable,
     Unauthorized,
     ValidationError,
 )
@@ -130,6 +131,8 @@ def from_error(err: NetK8sError, kind: str = "", name: str = "") -> dict:
     if isinstance(err, NotFound) and info is not None and name and err.message.startswith(f'{info.plural} "'):
         # the store says `pods "x" not found in namespace "y"`; kube-apiserver names the group instead
         return not_found(info.plural, name, group_of(info.api_version))
+    if isinstance(err, StoreUnavailable):
+        return server_timeout(err.message, kind)
     for cls, reason, code in _REASONS:
         if isinstance(err, cls):
             details: dict = {}
@@ -143,6 +146,22 @@ def from_error(err: NetK8sError, kind: str = "", name: str = "") -> dict:
                 details["causes"] = list(causes)
             return status(code, reason, err.message, details)
     return status(500, "InternalError", f"Internal error occurred: {err.message}")
+
+
+# Seconds a client is asked to wait before repeating a request the store could not serve (kube-apiserver's
+# InterpretGetError & co. use 2 for an unreachable storage: storage/errors.go).
+RETRY_AFTER_S = 2
+
+
+def server_timeout(message: str, kind: str = "") -> dict:
+    """500 ServerTimeout (apierrors.NewServerTimeout): the store is unreachable, try again in
+    RETRY_AFTER_S seconds (details.retryAfterSeconds; the response carries Retry-After too)."""
+    info = KINDS.get(kind)
+    details: dict = {"retryAfterSeconds": RETRY_AFTER_S}
+    if info is not None:
+        details.update(group=group_of(info.api_version), kind=info.plural)
+    return status(500, "ServerTimeout", f"the request could not be completed at this time, please try again "
+                                        f"({message})", details)
 
 
 def not_found(plural: str, name: str, group: str = "") -> dict:

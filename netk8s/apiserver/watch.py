@@ -283,6 +283,16 @@ async def serve_watch(server: ApiServer, request: web.Request, target: Target,
                 next_bookmark = time.monotonic() + BOOKMARK_EVERY_S
     except ConnectionResetError:
         log.debug("watch %s: client went away", kind)
+    except NetK8sError as err:
+        if not resp.prepared:
+            raise  # the middleware answers with the Status
+        # the stream has started (the store failed while catching up, e.g. etcd is down): end it with an
+        # ERROR event carrying the Status, as kube-apiserver's watch does; the client watches again
+        error = json.dumps({"type": "ERROR", "object": st.from_error(err, kind)}, separators=(",", ":"))
+        try:
+            await resp.write(error.encode() + b"\n")
+        except ConnectionResetError:
+            pass
     finally:
         server.hub.unsubscribe(q)
     return resp

@@ -132,7 +132,8 @@ def lab_status(ctx: click.Context, name: str | None) -> None:
     if info.api_port:
         click.echo(f"API server: https://127.0.0.1:{info.api_port} (host), https://192.168.56.10:6443 (underlay); "
                    f"kubeconfig {config.LabPaths(name).kubeconfig}")
-    for role in ["apiserver", "controller"] + [f"agent-{n}" for n in info.node_names()]:
+    etcd = ["etcd"] if info.backend.startswith("etcd://") else []
+    for role in etcd + ["apiserver", "controller"] + [f"agent-{n}" for n in info.node_names()]:
         pid = read_pid(name, role)
         state = "running" if pid and procs.alive(pid) else "NOT RUNNING"
         click.echo(f"  {role:<16} pid {pid}  {state}")
@@ -160,18 +161,19 @@ def lab_kubeconfig(ctx: click.Context, name: str | None, merge: bool) -> None:
 
 
 @lab.command("restart")
-@click.argument("role", type=click.Choice(["apiserver"]))
+@click.argument("role", type=click.Choice(["apiserver", "etcd"]))
 @click.option("--name", default=None, help="Lab name (default: --lab, NETK8S_LAB or netk8s).")
 @click.option("--timeout", default="60s", show_default=True)
 @click.pass_context
 def lab_restart(ctx: click.Context, role: str, name: str | None, timeout: str) -> None:
     """Restart a control-plane process with the same argv (its clients reconnect and resume watching)."""
-    from netk8s.lab.manager import restart_apiserver
+    from netk8s.lab.manager import restart_apiserver, restart_etcd
 
     need_root()
     name = name or lab_of(ctx)
-    pid = restart_apiserver(name, timeout=parse_duration(timeout))
-    click.echo(f"apiserver restarted (pid {pid})")
+    restart = restart_etcd if role == "etcd" else restart_apiserver
+    pid = restart(name, timeout=parse_duration(timeout))
+    click.echo(f"{role} restarted (pid {pid})")
 
 
 @lab.command("set-proxy-mode")

@@ -25,6 +25,7 @@ from netk8s.dataplane.iptables import bin_dir_for_legacy
 from netk8s.dataplane.launch import launch_argv
 from netk8s.errors import LabError, NetK8sError
 from netk8s.lab import access, addons, procs, topology
+from netk8s.lab import etcd as lab_etcd
 from netk8s.model import naming
 from netk8s.model.status import is_ready
 from netk8s.store.base import Store
@@ -32,6 +33,7 @@ from netk8s.store.factory import open_store
 
 PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
 OVERLAYS = ("vxlan", "host-gw")
+STORES = ("sqlite", "etcd")
 
 
 @dataclass
@@ -43,7 +45,7 @@ class LabInfo:
     store: str  # the URL clients open: the API server on 127.0.0.1 with the admin kubeconfig
     created: float
     api_port: int = 0  # the API server's port on 127.0.0.1 (192.168.56.10:6443 on the underlay)
-    backend: str = ""  # the store only the API server opens (sqlite://.../store.db)
+    backend: str = ""  # the store only the API server opens (sqlite://.../store.db, etcd://127.0.0.1:2379?netns=..)
 
     def node_names(self) -> list[str]:
         return [naming.node_name(i) for i in range(1, self.nodes + 1)]
@@ -71,8 +73,10 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
     check_proxy_mode_supported(proxy_mode)
     if overlay not in OVERLAYS:
         raise LabError(f"--overlay: must be one of {', '.join(OVERLAYS)}, got {overlay!r}")
-    if store_kind != "sqlite":
-        raise LabError(f"--store: {store_kind!r} is not supported yet (use sqlite)")
+    if store_kind not in STORES:
+        raise LabError(f"--store: must be one of {', '.join(STORES)}, got {store_kind!r}")
+    if store_kind == "etcd":
+        lab_etcd.check_installed()
     if timeout <= 0:
         raise LabError(f"--timeout: must be more than 0s, got {timeout:g}s")
     paths = LabPaths(name)
@@ -85,15 +89,20 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
     # The store holds Secrets: only root may read the lab's state (kube-apiserver's etcd data is 0700).
     paths.root.chmod(0o700)
     port = access.free_loopback_port()
+    backend = lab_etcd.backend_url(name) if store_kind == "etcd" else f"sqlite://{paths.store}"
     info = LabInfo(name, nodes, overlay, proxy_mode, access.admin_url(name, port), time.time(),
-                   api_port=port, backend=f"sqlite://{paths.store}")
+                   api_port=port, backend=backend)
     try:
         plan = topology.plan_lab(name, nodes)
         progress(f"building underlay, control plane and {nodes} node namespaces")
         topology.build_lab(plan)
-        store = open_store(info.backend)
-        store.close()
-        paths.store.chmod(0o600)
+        if store_kind == "etcd":
+            progress("starting etcd (127.0.0.1:2379 inside the control-plane namespace)")
+            start_etcd(info, timeout)
+        else:
+            store = open_store(info.backend)
+            store.close()
+            paths.store.chmod(0o600)
         progress("making the lab's CA, certificates and kubeconfigs")
         access.setup(name, info.node_names(), port)
         write_kubelet_token(paths)
@@ -176,6 +185,42 @@ def restart_apiserver(name: str, timeout: float = 60.0) -> int:
     new = start_apiserver(info)
     wait_api_ready(info, timeout)
     return new
+
+
+def start_etcd(info: LabInfo, timeout: float = 60.0) -> int:
+    """The lab's etcd, inside the control-plane namespace with its data under the lab's state directory
+    (0700); waits until it answers. Returns its PID (recorded as the role `etcd`)."""
+    paths = LabPaths(info.name)
+    data = lab_etcd.data_dir(info.name)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data.chmod(0o700)
+    argv = launch_argv(lab_etcd.lab_etcd_argv(info.name), netns=naming.control_plane_netns(info.name))
+    pid = procs.spawn(argv, info.name, paths.logs / "etcd.log")
+    _write_pid(info.name, "etcd", pid)
+    store = open_store(info.backend)
+    try:
+        lab_etcd.wait_ready(store, timeout, alive=lambda: procs.alive(pid), log=paths.logs / "etcd.log")
+    finally:
+        store.close()
+    return pid
+
+
+def stop_etcd(name: str, grace: float = 10.0) -> None:
+    """Stop the lab's etcd by its PID (SIGTERM, then SIGKILL after `grace`); its data stays."""
+    pid = read_pid(name, "etcd")
+    if pid is not None and procs.alive(pid):
+        procs.stop_pids([pid], grace=grace)
+
+
+def restart_etcd(name: str, timeout: float = 60.0) -> int:
+    """Stop the lab's etcd and start it again with the same argv and data; the API server's store
+    reconnects by itself. Returns the new PID."""
+    info = load_lab(name)
+    if not info.backend.startswith("etcd://"):
+        raise LabError(f"lab {name!r} keeps its objects in {info.backend}, not in etcd",
+                       hint="start a lab with: netk8s lab up --store etcd")
+    stop_etcd(name)
+    return start_etcd(info, timeout)
 
 
 def start_controller(info: LabInfo) -> int:
@@ -323,7 +368,7 @@ def wait_nodes_ready(info: LabInfo, timeout: float) -> None:
                 missing = ", ".join(sorted(want - ready))
                 raise LabError(f"nodes not Ready after {timeout:.0f}s: {missing}",
                                hint=f"see the agent logs in {LabPaths(info.name).logs}")
-            check_alive(info.name, ["apiserver", "controller"] + [f"agent-{n}" for n in info.node_names()])
+            check_alive(info.name, ["etcd", "apiserver", "controller"] + [f"agent-{n}" for n in info.node_names()])
             time.sleep(0.1)
     finally:
         store.close()
@@ -338,15 +383,16 @@ def lab_processes(name: str) -> list[int]:
 
 
 def lab_down(name: str) -> None:
-    """Stop every process of the lab (agents and controller first, then the API server), remove its
-    namespaces and state."""
+    """Stop every process of the lab (agents and controller first, then the API server, then etcd),
+    remove its namespaces and state."""
     roles = [p for p in (LabPaths(name).pids.glob("*.pid") if LabPaths(name).pids.exists() else [])]
-    first = [pid for pid in (read_pid(name, r.stem) for r in roles if r.stem != "apiserver")
+    first = [pid for pid in (read_pid(name, r.stem) for r in roles if r.stem not in ("apiserver", "etcd"))
              if pid is not None and procs.alive(pid)]
     procs.stop_pids(first, grace=3.0)
-    api = read_pid(name, "apiserver")
-    if api is not None and procs.alive(api):
-        procs.stop_pids([api], grace=3.0)
+    for role in ("apiserver", "etcd"):
+        pid = read_pid(name, role)
+        if pid is not None and procs.alive(pid):
+            procs.stop_pids([pid], grace=3.0)
     procs.stop_pids(lab_processes(name), grace=1.0)
     topology.destroy_lab(name)
     root = LabPaths(name).root

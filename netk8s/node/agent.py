@@ -173,5 +173,11 @@ class NodeAgent:
                 except NetK8sError as e:
                     log.error("%s: %s", type(plugin).__name__, e)
             if now - self.last_heartbeat >= registration.HEARTBEAT_SECONDS:
-                self.heartbeat(now)
+                try:
+                    self.heartbeat(now)
+                except NetK8sError as e:
+                    # the API server (or its store) is away: keep the node's pods and rules, try again
+                    # in a second (a kubelet keeps running when its status update fails)
+                    log.error("heartbeat: %s", e)
+                    self.last_heartbeat = now - registration.HEARTBEAT_SECONDS + 1.0
         self.lifecycle.shutdown()

@@ -126,6 +126,18 @@ def error_from_status(code: int, body: object) -> NetK8sError:
     return NetK8sError(f"API server: {message}" if not message.startswith("API") else message)
 
 
+def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
+    """Seconds to wait before repeating a request answered 429 or 5xx with Retry-After (the server did
+    not apply it), else None."""
+    if resp.status != 429 and not 500 <= resp.status <= 504:
+        return None
+    raw = resp.headers.get("Retry-After", "")
+    try:
+        return min(max(float(raw), 0.1), 10.0) if raw else None
+    except ValueError:
+        return None
+
+
 def _with_type_meta(obj: dict, kind: str) -> dict:
     info = kind_info(kind)
     obj.setdefault("kind", info.kind)
@@ -375,7 +387,14 @@ class ApiClientStore:
             try:
                 resp = self._http.request(method, url, body=data, headers=headers, timeout=REQUEST_TIMEOUT,
                                           retries=False)
-                break
+                wait = _retry_after(resp)
+                if wait is None or time.monotonic() + wait > deadline:
+                    break
+                # the server could not serve it now (its store is down: 500 ServerTimeout) and says when
+                # to ask again; client-go's request.go does the same (checkWait, Retry-After)
+                log.debug("%s %s: HTTP %d, Retry-After %.0fs", method, path, resp.status, wait)
+                time.sleep(wait * (0.5 + random.random() / 2))
+                continue
             except (NewConnectionError, urllib3.exceptions.ConnectTimeoutError, ProtocolError,
                     urllib3.exceptions.SSLError, urllib3.exceptions.ReadTimeoutError) as exc:
                 # a request that never connected can always be sent again; one that broke may have

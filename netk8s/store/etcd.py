@@ -35,7 +35,7 @@ from etcd3gw import exceptions as etcd_exc
 from etcd3gw.client import Etcd3Client
 from requests.adapters import HTTPAdapter
 
-from netk8s.errors import Conflict, Expired, NetK8sError
+from netk8s.errors import Conflict, Expired, NetK8sError, StoreUnavailable
 from netk8s.store.base import (
     Event,
     EventType,
@@ -69,6 +69,16 @@ def _range_end(prefix: str) -> str:
     data = bytearray(prefix.encode())
     data[-1] += 1
     return _b64(bytes(data))
+
+
+def _reason(exc: Exception | str) -> str:
+    """The innermost cause of a requests/urllib3 connection error (`[Errno 111] Connection refused`),
+    not urllib3's pool and retry wrapping."""
+    text = str(exc)
+    for marker in ("connect failed: ", "Caused by "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+    return text.rstrip("\"')) ") or type(exc).__name__
 
 
 def _socket_adapter(factory: SocketFactory) -> HTTPAdapter:
@@ -160,6 +170,9 @@ class EtcdStore(WriteVerbs):
         try:
             result: dict = self._client.post(self._client.get_url(path), json=payload)
             return result
+        except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError) as e:
+            raise StoreUnavailable(f"store: {self.where}: {path} failed: {_reason(getattr(e, 'detail_text', '') or str(e))}",
+                                   hint="check that etcd is running (netk8s lab status)") from None
         except etcd_exc.Etcd3Exception as e:
             detail = getattr(e, "detail_text", "") or str(e)
             if "compacted" in detail:
@@ -225,10 +238,16 @@ class EtcdStore(WriteVerbs):
         # watch from `since` starts at since+1, so compacting at upto+1 refuses exactly since < upto.
         upto = rev - self.keep_events
         if upto > 0:
-            try:
-                self._post("/kv/compaction", {"revision": str(upto + 1), "physical": False})
-            except Expired:
-                pass  # someone compacted further already
+            self.compact(upto + 1)
+
+    def compact(self, revision: int) -> None:
+        """Drop the history before `revision` (etcd's compaction): a watch from an older revision is
+        then Expired (410 Gone for the API server's clients). Compacting below an earlier compaction
+        is a no-op."""
+        try:
+            self._post("/kv/compaction", {"revision": str(revision), "physical": False})
+        except Expired:
+            pass  # someone compacted further already
 
     # -- Store protocol ------------------------------------------------------------------------------
 
@@ -275,6 +294,9 @@ class EtcdStore(WriteVerbs):
             resp = self._client.session.post(self._client.get_url("/watch"), json=payload, stream=True,
                                              # at least 0.5 s: etcd answers a compacted start only after "created"
                                              timeout=(REQUEST_TIMEOUT_S, max(0.5, timeout)))
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise StoreUnavailable(f"store: {self.where}: watch failed: {_reason(e)}",
+                                   hint="check that etcd is running (netk8s lab status)") from None
         except requests.RequestException as e:
             raise NetK8sError(f"store: {self.where}: watch failed: {e}",
                               hint="check that etcd is running (netk8s lab status)") from None

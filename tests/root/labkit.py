@@ -19,8 +19,10 @@ class Lab:
     """One lab, named uniquely, with its own state directory; every CLI call is a real subprocess."""
 
     def __init__(self, name: str, state_dir: Path, nodes: int = 3, overlay: str = "vxlan",
-                 proxy_mode: str = "iptables", dns: bool = False, ingress: bool = False) -> None:
+                 proxy_mode: str = "iptables", dns: bool = False, ingress: bool = False,
+                 store: str = "sqlite") -> None:
         self.name, self.state_dir, self.nodes, self.overlay, self.proxy_mode = name, state_dir, nodes, overlay, proxy_mode
+        self.store = store  # the API server's store: sqlite (the default) or etcd
         # Cluster DNS costs two pods per lab: only the suites that resolve names ask for it.
         self.dns = dns
         self.ingress = ingress  # ingress-nginx costs a pod and an nginx: only the Ingress suites ask for it
@@ -44,7 +46,7 @@ class Lab:
 
     def up(self) -> None:
         self.cli("lab", "up", "--nodes", str(self.nodes), "--overlay", self.overlay,
-                 "--proxy-mode", self.proxy_mode, "--dns" if self.dns else "--no-dns",
+                 "--proxy-mode", self.proxy_mode, "--store", self.store, "--dns" if self.dns else "--no-dns",
                  "--ingress" if self.ingress else "--no-ingress", timeout=180)
 
     def down(self) -> None:

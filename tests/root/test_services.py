@@ -67,10 +67,19 @@ spec:
 """
 
 
-@pytest.fixture(scope="module", params=PROXY_MODES)
+# The suite runs once with the API server over etcd (issue 12): the nftables run, so etcd costs no
+# extra lab; the other modes keep the default SQLite store. The test id says which (nftables-etcd).
+ETCD_MODES = {"nftables"}
+LABS = [pytest.param((m, "etcd" if m in ETCD_MODES else "sqlite"), id=f"{m}-etcd" if m in ETCD_MODES else m)
+        for m in PROXY_MODES]
+
+
+@pytest.fixture(scope="module", params=LABS)
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    with running(Lab(unique_name("s"), tmp_path_factory.mktemp("state"), nodes=3, proxy_mode=request.param),
+    mode, store = request.param
+    with running(Lab(unique_name("s"), tmp_path_factory.mktemp("state"), nodes=3, proxy_mode=mode, store=store),
                  BACKEND, ready=[("app=backend", 3)], pods=["client"]) as lab:
+        assert lab.info()["backend"].startswith(f"{store}://"), lab.info()  # the store the id names
         yield lab
 
 
