@@ -78,7 +78,9 @@ def _reason(exc: Exception | str) -> str:
     for marker in ("connect failed: ", "Caused by "):
         if marker in text:
             text = text.rsplit(marker, 1)[1]
-    return text.rstrip("\"')) ") or type(exc).__name__
+    while text and text[-1] in "\"') ":  # the closing quotes and parentheses of the wrapping
+        text = text[:-1]
+    return text or type(exc).__name__
 
 
 def _socket_adapter(factory: SocketFactory) -> HTTPAdapter:

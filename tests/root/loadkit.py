@@ -51,6 +51,8 @@ while time.monotonic() < deadline and not (os.path.exists(stop_path) and ok + ba
             raise ConnectionError(f"bad response {data[:60]!r}")
         ok += 1
         lat.append(time.monotonic() - t0)
+        if ok == 1:
+            print(json.dumps({"first_ok": time.time()}), flush=True)
     except Exception as e:
         bad += 1
         if src[1] == 0:
@@ -106,6 +108,7 @@ class RequestLoop(threading.Thread):
         self.proc: subprocess.Popen | None = None
         self.nodes: list[str] | None = None
         self.stderr = ""
+        self.answered = threading.Event()  # set once the first request was answered (the loop runs)
 
     def run(self) -> None:
         with tempfile.TemporaryFile("w+") as err:
@@ -119,6 +122,8 @@ class RequestLoop(threading.Thread):
                         continue
                     if "failure" in msg:
                         self._record({**msg["failure"], "from": self.where, "url": self.url})
+                    elif "first_ok" in msg:
+                        self.answered.set()
                     else:
                         self.result = msg
             finally:
