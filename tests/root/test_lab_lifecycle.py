@@ -33,29 +33,48 @@ def netns_of(lab: str) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.startswith(naming.lab_netns_prefix(lab))]
 
 
-def test_lab_down_removes_everything(tmp_path) -> None:
-    lab = Lab(unique_name("d"), tmp_path, nodes=2)
+def etcd_pid(lab: Lab) -> int | None:
+    """The lab's etcd, when it runs one: its recorded PID, checked to be a tagged, live etcd."""
+    if lab.store != "etcd":
+        return None
+    pid = int((lab.state_dir / lab.name / "pids" / "etcd.pid").read_text())
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        argv = fh.read().split(b"\0")
+    assert argv[0].endswith(b"etcd") and str(lab.state_dir / lab.name / "etcd").encode() in argv, argv
+    assert pid in procs.tagged_pids(lab.name)
+    return pid
+
+
+@pytest.mark.parametrize("store", ["sqlite", "etcd"])
+def test_lab_down_removes_everything(tmp_path, store: str) -> None:
+    lab = Lab(unique_name("d"), tmp_path, nodes=2, store=store)
+    etcd = None
     try:
         lab.up()
         lab.apply(DEPLOY)
         lab.ready_pods("app=web", 2)
         assert len(netns_of(lab.name)) == 3 + 2 + 2  # switch, external, control plane, 2 nodes, 2 pods
         assert procs.tagged_pids(lab.name)
+        etcd = etcd_pid(lab)
     finally:
         lab.down()
     assert netns_of(lab.name) == []
     assert procs.tagged_pids(lab.name) == []
-    assert not (tmp_path / lab.name).exists()
+    assert etcd is None or not procs.alive(etcd)
+    assert not (tmp_path / lab.name).exists()  # the store (store.db, or etcd's data directory) too
 
 
-def test_kill9_then_clean_leaves_nothing(tmp_path) -> None:
-    lab = Lab(unique_name("k"), tmp_path, nodes=2)
+@pytest.mark.parametrize("store", ["sqlite", "etcd"])
+def test_kill9_then_clean_leaves_nothing(tmp_path, store: str) -> None:
+    lab = Lab(unique_name("k"), tmp_path, nodes=2, store=store)
     try:
         lab.up()
         lab.apply(DEPLOY)
         lab.ready_pods("app=web", 2)
         pids = procs.tagged_pids(lab.name)
         assert len(pids) >= 3 + 2 * 2  # controller, 2 agents, 2 pods x (sandbox + container)
+        etcd = etcd_pid(lab)
+        assert etcd is None or etcd in pids
         for pid in pids:  # all started by this lab, by PID
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -65,6 +84,8 @@ def test_kill9_then_clean_leaves_nothing(tmp_path) -> None:
         assert r.returncode == 0
         assert netns_of(lab.name) == []
         assert procs.tagged_pids(lab.name) == []
+        assert etcd is None or not procs.alive(etcd)
+        assert not (tmp_path / lab.name).exists()
     finally:
         lab.down()
 
@@ -77,6 +98,10 @@ def test_lab_up_twice_is_refused_and_bad_flags_change_nothing(tmp_path) -> None:
         assert netns_of(lab.name) == []
         bad = lab.cli("lab", "up", "--overlay", "weave", check=False)
         assert bad.returncode == 1 and "--overlay" in bad.stderr
+        bad = lab.cli("lab", "up", "--store", "foo", check=False)
+        assert bad.returncode == 1 and bad.stderr.startswith("error: --store:") and "etcd" in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert netns_of(lab.name) == [] and not (tmp_path / lab.name).exists()
         lab.up()
         again = lab.cli("lab", "up", check=False)
         assert again.returncode == 1 and "already up" in again.stderr
