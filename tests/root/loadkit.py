@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 from tests.root.labkit import Lab
 
@@ -140,7 +141,7 @@ class RequestLoop(threading.Thread):
             if self.nodes is None:
                 self.nodes = [n["metadata"]["name"] for n in self.lab.get_json("get", "nodes")["items"]]
             self.snapshots.append(snapshot(self.lab, failure, self.nodes))
-        except Exception as e:  # a snapshot that cannot be taken must not hide the failure itself
+        except Exception as e:  # noqa: BLE001 - a snapshot that cannot be taken must not hide the failure itself
             failure["snapshot_error"] = repr(e)
 
     def check(self, min_ok: int) -> None:
@@ -159,7 +160,7 @@ class Burners:
         self.count = count or os.cpu_count() or 1
         self.procs: list[subprocess.Popen] = []
 
-    def __enter__(self) -> Burners:
+    def __enter__(self) -> Self:
         self.procs = [subprocess.Popen([sys.executable, "-c", "while True:\n    pass\n"],
                                        stdin=subprocess.DEVNULL) for _ in range(self.count)]
         return self

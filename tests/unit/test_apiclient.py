@@ -8,6 +8,7 @@ helper); then, marked integration, the Store protocol against a real API server 
 
 from __future__ import annotations
 
+import json
 import stat
 import threading
 import time
@@ -17,8 +18,18 @@ from pathlib import Path
 import pytest
 import urllib3
 
-from netk8s.errors import AlreadyExists, BadRequest, Conflict, Expired, Forbidden, NetK8sError, NotFound, \
-    Unauthorized, ValidationError
+from netk8s.errors import (
+    AlreadyExists,
+    BadRequest,
+    Conflict,
+    Expired,
+    Forbidden,
+    NetK8sError,
+    NotFound,
+    StoreUnavailable,
+    Unauthorized,
+    ValidationError,
+)
 from netk8s.lab.pki import LabPki, certificate_sans, certificate_subject, lab_credentials
 from netk8s.store import kubeconfig
 from netk8s.store.apiclient import (
@@ -404,3 +415,48 @@ def test_credentials_and_roles(served: ServedApi, tmp_path: Path) -> None:
             stranger.revision()  # another lab's CA signed it: not a user here
     finally:
         stranger.close()
+
+
+class _FlakyStore(MemoryStore):
+    """A store whose next `failures` reads cannot reach their backend (etcd down)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    def try_get(self, kind: str, namespace: str, name: str) -> dict | None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("store: etcd://127.0.0.1:2379: /kv/range failed: [Errno 111] Connection refused")
+        return super().try_get(kind, namespace, name)
+
+
+@pytest.mark.integration
+def test_unreachable_store_is_server_timeout_with_retry_after_and_the_client_waits(tmp_path: Path) -> None:
+    store = _FlakyStore()
+    api = ServedApi(tmp_path, store).start()
+    try:
+        # the answer itself: kube-apiserver's Status for an unreachable storage (apierrors.NewServerTimeout)
+        pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(api.pki.ca.cert),
+                                   cert_file=str(api.creds["admin"].cert), key_file=str(api.creds["admin"].key))
+        store.failures = 1
+        resp = pool.request("GET", f"{api.url}/api/v1/namespaces/default", retries=False)
+        body = json.loads(resp.data)
+        assert resp.status == 500 and resp.headers["Retry-After"] == "2"
+        assert body["reason"] == "ServerTimeout" and body["details"]["retryAfterSeconds"] == 2
+        assert "Connection refused" in body["message"]
+        pool.clear()
+        # a client with time left waits for Retry-After and asks again; one without gets the error
+        store.failures = 2
+        patient, hasty = api.client(retry_for=30.0), api.client(retry_for=0.0)
+        try:
+            assert patient.get("Namespace", "", "default")["metadata"]["name"] == "default"
+            assert store.failures == 0
+            store.failures = 1
+            with pytest.raises(NetK8sError, match="please try again"):
+                hasty.get("Namespace", "", "default")
+        finally:
+            patient.close()
+            hasty.close()
+    finally:
+        api.stop()
