@@ -312,6 +312,12 @@ def test_resource_version_is_etcd_revision_and_compaction_is_410(lab: Lab) -> No
     finally:
         api.close()
         etcd.close()
+    # `netk8s lab restart etcd`: a new process, the same data
+    before = (lab.state_dir / lab.name / "pids" / "etcd.pid").read_text()
+    out = lab.cli("lab", "restart", "etcd").stdout
+    after = (lab.state_dir / lab.name / "pids" / "etcd.pid").read_text()
+    assert out.strip() == f"etcd restarted (pid {after})" and after != before
+    assert f"etcd             pid {after}  running" in lab.cli("lab", "status").stdout
     # the components relist past the compaction (410 -> list again) and keep converging
     lab.cli("scale", "deployment", "web", "--replicas", "1")
     lab.ready_pods("app=web", 1, timeout=120)
