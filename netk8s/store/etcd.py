@@ -24,7 +24,9 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import queue
 import socket
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
@@ -52,6 +54,8 @@ from netk8s.store.base import (
 DEFAULT_PREFIX = "/netk8s/registry"
 WRITE_RETRIES = 50
 REQUEST_TIMEOUT_S = 30.0
+FOLLOW_POLL_S = 0.2  # how soon a held watch stream's reader notices it should stop
+FOLLOW_MAX_QUEUED = 10_000  # batches a held stream keeps for a caller that stopped asking; then it ends
 SocketFactory = Callable[[], socket.socket]
 
 
@@ -90,6 +94,10 @@ def _socket_adapter(factory: SocketFactory) -> HTTPAdapter:
     class _Conn(urllib3.connection.HTTPConnection):
         def _new_conn(self) -> socket.socket:
             sock = factory()
+            # urllib3 sets TCP_NODELAY on the sockets it makes (HTTPConnection.default_socket_options);
+            # without it Nagle holds a request's body until the server's delayed ACK, ~40 ms a request
+            for opt in self.socket_options or ():
+                sock.setsockopt(*opt)
             timeout = self.timeout
             if isinstance(timeout, (int, float)):
                 sock.settimeout(timeout)
@@ -146,6 +154,134 @@ class _EtcdTxn:
         self.wrote = True
 
 
+class _StreamEnded(Exception):
+    """The held watch stream was asked to stop (private to _Follower)."""
+
+
+class _Follower:
+    """One etcd watch stream held open across watch() calls: a thread reads it into a queue, so a caller
+    that watches on from where its last call ended (the API server's watch pump) continues on the same
+    stream instead of opening one per batch of events.
+
+    The stream is plain HTTP/1.1 on a socket of our own (from the store's socket factory), decoded here
+    (chunked transfer, one JSON message a line, as etcd's grpc-gateway writes them): a read that times out
+    loses nothing, so the reader can look at its stop flag every FOLLOW_POLL_S."""
+
+    def __init__(self, store: EtcdStore, since: int) -> None:
+        self.store = store
+        self.since = since  # the caller has had every event up to here
+        self.items: queue.Queue[builtins.list[Event] | NetK8sError] = queue.Queue()
+        self.stop = threading.Event()
+        self.dead = False
+        self.thread = threading.Thread(target=self._run, name="etcd-watch", daemon=True)
+        self.thread.start()
+
+    def usable_from(self, since: int) -> bool:
+        return since == self.since and not (self.dead and self.items.empty()) and not self.stop.is_set()
+
+    def take(self, timeout: float) -> builtins.list[Event]:
+        try:
+            item = self.items.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return []
+        if isinstance(item, NetK8sError):
+            self.stop.set()
+            raise item
+        self.since = item[-1].revision
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
+
+    def _run(self) -> None:
+        try:
+            for msg in self._messages():
+                events = self.store._parse_watch_message(msg, self.since)
+                if events:
+                    self.items.put(events)
+                if self.items.qsize() > FOLLOW_MAX_QUEUED:
+                    return  # nobody reads: end here; a later caller opens a stream from where it is
+            if not self.stop.is_set():
+                self.items.put(StoreUnavailable(f"store: {self.store.where}: the watch stream ended",
+                                                hint="check that etcd is running (netk8s lab status)"))
+        except _StreamEnded:
+            pass
+        except NetK8sError as e:
+            self.items.put(e)
+        except (OSError, ValueError) as e:
+            self.items.put(StoreUnavailable(f"store: {self.store.where}: watch failed: {e}",
+                                            hint="check that etcd is running (netk8s lab status)"))
+        finally:
+            self.dead = True
+
+    def _messages(self) -> Iterator[dict]:
+        store = self.store
+        body = json.dumps(store._watch_payload(self.since)).encode()
+        try:
+            sock = store.socket_factory() if store.socket_factory else socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as e:
+            raise StoreUnavailable(f"store: {store.where}: watch failed: {e}") from None
+        try:
+            sock.settimeout(REQUEST_TIMEOUT_S)
+            try:
+                sock.connect((store.host, store.port))
+            except OSError as e:
+                raise StoreUnavailable(f"store: {store.where}: watch failed: {e}",
+                                       hint="check that etcd is running (netk8s lab status)") from None
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(b"POST /v3/watch HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (store.host.encode(), store.port, len(body), body))
+            sock.settimeout(FOLLOW_POLL_S)
+            buf = bytearray()
+
+            def until(sep: bytes) -> bytes:
+                while (at := buf.find(sep)) < 0:
+                    fill()
+                out = bytes(buf[:at])
+                del buf[:at + len(sep)]
+                return out
+
+            def exactly(n: int) -> bytes:
+                while len(buf) < n:
+                    fill()
+                out = bytes(buf[:n])
+                del buf[:n]
+                return out
+
+            def fill() -> None:
+                while True:
+                    if self.stop.is_set():
+                        raise _StreamEnded
+                    try:
+                        data = sock.recv(65536)
+                    except TimeoutError:
+                        continue
+                    if not data:
+                        raise StoreUnavailable(f"store: {store.where}: the watch stream was closed",
+                                               hint="check that etcd is running (netk8s lab status)")
+                    buf.extend(data)
+                    return
+
+            head = until(b"\r\n\r\n").decode("latin-1")
+            status = head.split("\r\n", 1)[0]
+            if " 200 " not in status + " ":
+                raise NetK8sError(f"store: {store.where}: watch failed: {status}")
+            if "transfer-encoding: chunked" not in head.lower():
+                raise NetK8sError(f"store: {store.where}: watch failed: the answer is not a chunked stream")
+            pending = b""
+            while True:
+                size = int(until(b"\r\n").split(b";", 1)[0], 16)
+                if size == 0:
+                    return
+                pending += exactly(size + 2)[:-2]
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            sock.close()
+
+
 class EtcdStore(WriteVerbs):
     """The Store protocol on an etcd v3 server (3.4+), through its grpc-gateway JSON API."""
 
@@ -156,8 +292,14 @@ class EtcdStore(WriteVerbs):
         self.keep_events = keep_events
         self.compact_every = max(1, compact_every)
         self.where = f"etcd://{host}:{port}"
+        self.host, self.port = host, port
         self.socket_factory = socket_factory
+        self._follower: _Follower | None = None
+        self._follow_lock = threading.Lock()
         session = requests.Session()
+        # etcd is reached directly: no proxy or netrc from the environment (requests reads them on every
+        # request, which costs milliseconds, and an http_proxy would send the store's traffic elsewhere)
+        session.trust_env = False
         if socket_factory is not None:
             session.mount("http://", _socket_adapter(socket_factory))
         self._client = Etcd3Client(host=host, port=port, timeout=REQUEST_TIMEOUT_S, api_path="/v3/",
@@ -276,6 +418,9 @@ class EtcdStore(WriteVerbs):
         if wanted is not None and not wanted:
             return []
         deadline = time.monotonic() + max(0.0, timeout)
+        if timeout <= 0 and self.revision() <= since:
+            # nothing after `since` (and nothing compacted): no need to wait for a watch stream's answer
+            return []
         while True:
             events = self._watch_once(since, max(0.0, deadline - time.monotonic()))
             found = [ev for ev in events if wanted is None or ev.object.get("kind") in wanted]
@@ -286,12 +431,40 @@ class EtcdStore(WriteVerbs):
             if events:  # only other kinds: watch on from after them
                 since = max(ev.revision for ev in events)
 
-    def _watch_once(self, since: int, timeout: float) -> builtins.list[Event]:
+    def _watch_payload(self, since: int) -> dict:
         prefix = self.prefix + "/"
-        payload = {"create_request": {"key": _b64(prefix), "range_end": _range_end(prefix),
-                                      "start_revision": str(since + 1), "prev_kv": True}}
+        return {"create_request": {"key": _b64(prefix), "range_end": _range_end(prefix),
+                                   "start_revision": str(since + 1), "prev_kv": True}}
+
+    def _parse_watch_message(self, chunk: dict, since: int) -> builtins.list[Event]:
+        """The events of one message of a watch stream; Expired when its start was compacted away."""
+        result = chunk.get("result") or {}
+        if chunk.get("error"):
+            raise NetK8sError(f"store: {self.where}: watch failed: {chunk['error']}")
+        if int(result.get("compact_revision") or 0) > 0:
+            raise Expired(f"watch from revision {since} is too old: history starts after revision "
+                          f"{int(result['compact_revision']) - 1}",
+                          hint="list again and watch from the list's revision")
+        return [self._event(e) for e in result.get("events") or []]
+
+    def _watch_once(self, since: int, timeout: float) -> builtins.list[Event]:
         if self._closed:
             raise NetK8sError(f"store: {self.where} is closed")
+        # A caller that waits (the API server's pump) follows one held stream; others (a catch-up from
+        # another thread, timeout 0) get a stream of their own that ends with its first answer.
+        if timeout > 0 and self._follow_lock.acquire(blocking=False):
+            try:
+                if self._follower is None or not self._follower.usable_from(since):
+                    if self._follower is not None:
+                        self._follower.close()
+                    self._follower = _Follower(self, since)
+                    # a new stream answers its history (or that it was compacted) after "created": give
+                    # it the time a one-shot watch gets
+                    timeout = max(0.5, timeout)
+                return self._follower.take(timeout)
+            finally:
+                self._follow_lock.release()
+        payload = self._watch_payload(since)
         try:
             resp = self._client.session.post(self._client.get_url("/watch"), json=payload, stream=True,
                                              # at least 0.5 s: etcd answers a compacted start only after "created"
@@ -304,16 +477,9 @@ class EtcdStore(WriteVerbs):
                               hint="check that etcd is running (netk8s lab status)") from None
         try:
             for chunk in self._chunks(resp):
-                result = chunk.get("result") or {}
-                if chunk.get("error"):
-                    raise NetK8sError(f"store: {self.where}: watch failed: {chunk['error']}")
-                if int(result.get("compact_revision") or 0) > 0:
-                    raise Expired(f"watch from revision {since} is too old: history starts after revision "
-                                  f"{int(result['compact_revision']) - 1}",
-                                  hint="list again and watch from the list's revision")
-                events = result.get("events") or []
+                events = self._parse_watch_message(chunk, since)
                 if events:
-                    return [self._event(e) for e in events]
+                    return events
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                 urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError):
             return []  # no event within the timeout
@@ -339,6 +505,10 @@ class EtcdStore(WriteVerbs):
 
     def close(self) -> None:
         self._closed = True
+        with self._follow_lock:
+            if self._follower is not None:
+                self._follower.close()
+                self._follower = None
         self._client.session.close()
 
 

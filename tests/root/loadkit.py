@@ -139,7 +139,7 @@ class RequestLoop(threading.Thread):
         self.failures.append(failure)
         try:
             if self.nodes is None:
-                self.nodes = [n["metadata"]["name"] for n in self.lab.get_json("get", "nodes")["items"]]
+                self.nodes = [n["metadata"]["name"] for n in self.lab.get_json("nodes")["items"]]
             self.snapshots.append(snapshot(self.lab, failure, self.nodes))
         except Exception as e:  # noqa: BLE001 - a snapshot that cannot be taken must not hide the failure itself
             failure["snapshot_error"] = repr(e)
