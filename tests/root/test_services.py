@@ -447,9 +447,15 @@ spec:
     before = normalised_rules(lab, node)
     # one TCP connection through the ClusterIP: a message now, another after the agent was killed
     # (the first connection that carries its message: a proxy may accept before it knows the endpoint)
-    script = ("import socket, sys, time\nend = time.monotonic() + 30\nwhile True:\n"
-              "    s = socket.create_connection((sys.argv[1], 9000), timeout=5); s.sendall(b'first')\n"
-              "    a = s.recv(100).decode()\n    if a or time.monotonic() > end:\n        break\n"
+    # (and one that connects at all: the client's node may not have programmed the new Service yet)
+    script = ("import socket, sys, time\nend = time.monotonic() + 60\nwhile True:\n"
+              "    try:\n"
+              "        s = socket.create_connection((sys.argv[1], 9000), timeout=5); s.sendall(b'first')\n"
+              "        a = s.recv(100).decode()\n"
+              "    except OSError:\n"
+              "        if time.monotonic() > end:\n            raise\n"
+              "        time.sleep(0.2)\n        continue\n"
+              "    if a or time.monotonic() > end:\n        break\n"
               "    s.close(); time.sleep(0.2)\n"
               "print(a, flush=True); time.sleep(float(sys.argv[2]))\n"
               "s.sendall(b'second'); print(s.recv(100).decode())\n")
