@@ -276,13 +276,15 @@ def test_selectorless_service_with_manual_endpoints(lab: Lab) -> None:
               "---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: manual}\nsubsets:\n- addresses:\n"
               + addrs + "  ports: [{port: 8080}]\n")
     vip = svc(lab, "manual")["spec"]["clusterIP"]
-    res = lab.wait_for("manual endpoints programmed", lambda: (lambda r: r if r["failed"] == 0 else None)(
-        http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "100"))), timeout=20)
-    assert set(res["counts"]) <= {p["metadata"]["name"] for p in chosen}
-    assert len(res["counts"]) >= 4  # 100 requests over 5 endpoints reach (nearly) all of them
-    lab.cli("delete", "svc", "manual")
-    lab.cli("delete", "endpoints", "manual", "--ignore-not-found")
-    lab.cli("delete", "deployment", "ten")
+    try:
+        res = lab.wait_for("manual endpoints programmed", lambda: (lambda r: r if r["failed"] == 0 else None)(
+            http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}/hostname", "100"))), timeout=60)
+        assert set(res["counts"]) <= {p["metadata"]["name"] for p in chosen}
+        assert len(res["counts"]) >= 4  # 100 requests over 5 endpoints reach (nearly) all of them
+    finally:
+        lab.cli("delete", "svc", "manual", "--ignore-not-found")
+        lab.cli("delete", "endpoints", "manual", "--ignore-not-found")
+        lab.cli("delete", "deployment", "ten", "--ignore-not-found")
 
 
 def test_type_changes_keep_and_release_allocations(lab: Lab) -> None:
@@ -435,6 +437,14 @@ spec:
     vip = svc(lab, "echo")["spec"]["clusterIP"]
     client = next(p for p in lab.pods() if p["metadata"]["name"] == "client")
     node = client["spec"]["nodeName"]
+    ask = "import socket, sys\ns = socket.create_connection((sys.argv[1], 9000), timeout=5)\n" \
+          "s.sendall(sys.argv[2].encode()); print(s.recv(100).decode())\n"
+
+    def echoed(word: str) -> bool:
+        return word in lab.exec("client", sys.executable, "-c", ask, vip, word, check=False).stdout.split()
+
+    # the client's node has programmed the Service (its rules are the ones compared after the restart)
+    lab.wait_for("echo answers through its ClusterIP", lambda: echoed("probe"), timeout=60)
     before = normalised_rules(lab, node)
     # one TCP connection through the ClusterIP: a message now, another after the agent was killed
     # (the first connection that carries its message: a proxy may accept before it knows the endpoint)
@@ -452,7 +462,7 @@ spec:
     if first != "first":
         conn.kill()
         _, err = conn.communicate()
-        raise AssertionError(f"the connection carried no first message: {first!r} {err!r}")
+        raise AssertionError(f"the connection carried no first message: {first!r} {err!r}\n{lab.logs_tail()}")
     pidfile = lab.state_dir / lab.name / "pids" / f"agent-{node}.pid"
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
     from netk8s.lab import manager
@@ -466,13 +476,10 @@ spec:
     out = f"{first}\n{out}"
     if lab.proxy_mode == "userspace":  # proxied connections live in the agent and die with it (as upstream)
         assert "second" not in out.split(), (out, err)
-        again = "import socket, sys\ns = socket.create_connection((sys.argv[1], 9000), timeout=5)\n" \
-                "s.sendall(b'third'); print(s.recv(100).decode())\n"
-        assert lab.wait_for("the new agent proxies new connections", lambda: "third" in lab.exec(
-            "client", sys.executable, "-c", again, vip, check=False).stdout, timeout=20)
+        assert lab.wait_for("the new agent proxies new connections", lambda: echoed("third"), timeout=60)
     else:
         assert out.split() == ["first", "second"], err  # the established connection survived
-    assert lab.wait_for("rules converge", lambda: normalised_rules(lab, node) == before, timeout=20)
+    assert lab.wait_for("rules converge", lambda: normalised_rules(lab, node) == before, timeout=60)
     lab.cli("delete", "pod", "echo", "--grace-period", "0")
     lab.cli("delete", "svc", "echo")
 
@@ -490,9 +497,13 @@ def test_cli_expose_create_describe_and_rules(lab: Lab) -> None:
     vip = svc(lab, "backend-x")["spec"]["clusterIP"]
     described = lab.cli("describe", "svc", "backend-x").stdout
     assert vip in described and f"{ips[0]}:8080" in described
+    node = next(p for p in lab.pods() if p["metadata"]["name"] == "client")["spec"]["nodeName"]
+    # the client's node has caught up with all three Services: a later sync would rewrite the chains
+    # whose counters are read below (a busy agent may lag the store by seconds)
+    lab.wait_for("backend-x and made programmed on the client's node", lambda: (lambda out: all(
+        f"{ip}:8080" in out for ip in ips) and "default/made" in out)(lab.cli("rules", "--node", node).stdout))
     res = http_counts(py_in_pod(lab, "client", HTTP_COUNT, f"http://{vip}:8081/hostname", "20"))
     assert res["failed"] == 0
-    node = next(p for p in lab.pods() if p["metadata"]["name"] == "client")["spec"]["nodeName"]
     rules = lab.cli("rules", "--node", node, "--service", "backend-x").stdout
     chain_words = {"nftables": ("service-", "endpoint-"), "userspace": ("KUBE-PORTALS-CONTAINER",)}.get(
         lab.proxy_mode, ("KUBE-SVC-", "KUBE-SEP-"))
