@@ -317,6 +317,25 @@ def test_logs_tail_and_follow(cluster: ApiCluster, shell_pod: str, shell_pid_fil
                 stream.close()
 
 
+SERVED_PORTFORWARD = "it is served as a WebSocket in v4.channel.k8s.io or portforward.k8s.io"
+
+
+def test_kubectl_port_forward_is_refused_in_one_line_naming_the_protocol(cluster: ApiCluster, shell_pod: str) -> None:
+    """kubectl 1.34 offers SPDY tunnelled in a WebSocket, then falls back to plain SPDY/3.1; the server
+    speaks neither (only the client libraries' v4.channel.k8s.io, shown by the Python client test below)
+    and refuses each with a BadRequest Status naming the protocol: kubectl prints the last one and exits 1."""
+    p = cluster.kubectl("port-forward", f"pod/{shell_pod}", ":80", check=False, timeout=60)
+    assert (p.returncode, p.stdout) == (1, ""), p.stderr
+    refusal = f"pods/portforward: the protocol SPDY/3.1 is not supported; {SERVED_PORTFORWARD}"
+    assert p.stderr.splitlines() == [f"error: error upgrading connection: {refusal}"], p.stderr
+    # the WebSocket attempt came first, and its refusal is what made kubectl fall back (its log, -v=6)
+    p = cluster.kubectl("port-forward", f"pod/{shell_pod}", ":80", "-v=6", check=False, timeout=60)
+    fallback = [ln for ln in p.stderr.splitlines() if "fallback to secondary dialer" in ln]
+    assert p.returncode == 1 and len(fallback) == 1, p.stderr
+    assert fallback[0].endswith("pods/portforward: the WebSocket protocol SPDY/3.1+portforward.k8s.io (SPDY "
+                                f"tunnelled in a WebSocket) is not supported; {SERVED_PORTFORWARD}"), fallback
+
+
 # ------------------------------------------------------------------------------------------ invalid manifests
 
 # kubectl refuses these before any request reaches a server, whatever the server (its YAML parser, its
