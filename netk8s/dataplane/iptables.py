@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from netk8s.errors import KernelError
+from netk8s.model import naming
 from netk8s.model.iptsave import chain_names, parse_save, table_lines
 
 IPTABLES = "iptables-legacy"
@@ -171,7 +172,7 @@ def ensure_rules_text(saved: Mapping[str, str], rules: Mapping[str, Mapping[str,
                     continue
                 if "-j" in words[:-1]:
                     target = words[words.index("-j") + 1]
-                    if target.startswith("KUBE-") and target not in existing and target not in new_chains:
+                    if target.startswith(naming.KUBE_CHAIN_PREFIX) and target not in existing and target not in new_chains:
                         new_chains.append(target)
                 inserts.append(f"-I {chain} 1 {rule}")
         if inserts:
