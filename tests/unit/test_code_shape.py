@@ -49,8 +49,13 @@ def docstrings(tree: ast.Module) -> set[int]:
     return out
 
 
-def strings(tree: ast.Module) -> Iterator[tuple[int, str]]:
+@functools.cache
+def strings(tree: ast.Module) -> tuple[tuple[int, str], ...]:
     """(line, text) of every string literal outside docstrings; an f-string yields its leading literal."""
+    return tuple(_strings(tree))
+
+
+def _strings(tree: ast.Module) -> Iterator[tuple[int, str]]:
     skip = docstrings(tree)
     in_fstring: set[int] = set()
     for node in ast.walk(tree):
@@ -64,11 +69,10 @@ def strings(tree: ast.Module) -> Iterator[tuple[int, str]]:
             yield node.lineno, node.value
 
 
-def calls(tree: ast.Module) -> Iterator[tuple[ast.Call, str]]:
+@functools.cache
+def calls(tree: ast.Module) -> tuple[tuple[ast.Call, str], ...]:
     """Every call with its dotted callee (`subprocess.Popen`, `x.startswith`, `open`)."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            yield node, ast.unparse(node.func)
+    return tuple((node, ast.unparse(node.func)) for node in ast.walk(tree) if isinstance(node, ast.Call))
 
 
 # ---- product code never detects a test ------------------------------------------------------------------
@@ -203,7 +207,9 @@ RFC3339_RE = re.compile(r"%Y-%m-%dT%H:%M:%S")
 
 
 def rfc3339_formatters(tree: ast.Module) -> list[Found]:
-    return [(line, repr(text)) for line, text in strings(tree) if RFC3339_RE.search(text)]
+    """A strftime pattern of RFC 3339, or datetime.isoformat() (then patched to end in `Z`)."""
+    out = [(line, repr(text)) for line, text in strings(tree) if RFC3339_RE.search(text)]
+    return out + [(node.lineno, callee) for node, callee in calls(tree) if callee.endswith(".isoformat")]
 
 
 def ready_predicates(tree: ast.Module) -> list[Found]:
@@ -299,11 +305,12 @@ def test_the_authority_finders_find_planted_examples() -> None:
         "stat = open(f'/proc/{pid}/stat').read()\n"                           # 9
         "names = os.listdir('/proc')\n"                                       # 10
         "rule = f'-A {chain} -j KUBE-MARK-MASQ'\n"                            # 11
-        "base64.b32encode(b'x')\n")                                           # 12
+        "base64.b32encode(b'x')\n"                                            # 12
+        "stamp2 = dt.isoformat().replace('+00:00', 'Z')\n")                   # 13
     assert [line for line, _ in hashlib_uses(planted)] == [2]
     assert sorted(line for line, _ in base32_tables(planted)) == [3, 12]
     assert sorted(line for line, _ in kernel_name_literals(planted)) == [4, 5]
-    assert [line for line, _ in rfc3339_formatters(planted)] == [6]
+    assert [line for line, _ in rfc3339_formatters(planted)] == [6, 13]
     assert [line for line, _ in ready_predicates(planted)] == [7]
     assert sorted(line for line, _ in save_parsers(planted)) == [8, 8]
     assert sorted(line for line, _ in proc_reads(planted)) == [9, 10]
