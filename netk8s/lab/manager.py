@@ -181,24 +181,33 @@ def restart_apiserver(name: str, timeout: float = 60.0) -> int:
 def start_controller(info: LabInfo) -> int:
     """The controller, beside the API server in the control-plane namespace, as its client."""
     paths = LabPaths(info.name)
-    argv = launch_argv([sys.executable, "-m", "netk8s.controller", "--store", access.role_url(info.name, "controller")],
-                       netns=naming.control_plane_netns(info.name))
+    argv = launch_argv(controller_argv(info), netns=naming.control_plane_netns(info.name))
     pid = procs.spawn(argv, info.name, paths.logs / "controller.log")
     _write_pid(info.name, "controller", pid)
     return pid
 
 
+def controller_argv(info: LabInfo, python: str = sys.executable) -> list[str]:
+    """The controller's command (pure): the lab runs it in the control-plane namespace, a control-plane
+    machine as a systemd unit (netk8s.lab.machines)."""
+    return [python, "-m", "netk8s.controller", "--store", access.role_url(info.name, "controller")]
+
+
+def agent_argv(info: LabInfo, index: int, python: str = sys.executable) -> list[str]:
+    """Node `index`'s agent command (pure): the same argv in a node namespace, a VM node, a Vagrant worker."""
+    paths = LabPaths(info.name)
+    node = naming.node_name(index)
+    return [python, "-m", "netk8s.node", "--lab", info.name, "--node", node,
+            "--node-ip", str(naming.node_ip(index)), "--store", access.role_url(info.name, f"node-{node}"),
+            "--state-dir", str(paths.node_dir(node)), "--overlay", info.overlay,
+            "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode,
+            "--node-resolv", str(paths.node_resolv), "--kubelet-token-file", str(paths.kubelet_token)]
+
+
 def start_agent(info: LabInfo, index: int) -> int:
     paths = LabPaths(info.name)
     node = naming.node_name(index)
-    argv = launch_argv(
-        [sys.executable, "-m", "netk8s.node", "--lab", info.name, "--node", node,
-         "--node-ip", str(naming.node_ip(index)), "--store", access.role_url(info.name, f"node-{node}"),
-         "--state-dir", str(paths.node_dir(node)), "--overlay", info.overlay,
-         "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode,
-         "--node-resolv", str(paths.node_resolv), "--kubelet-token-file", str(paths.kubelet_token)],
-        netns=naming.node_netns(info.name, node),
-    )
+    argv = launch_argv(agent_argv(info, index), netns=naming.node_netns(info.name, node))
     pid = procs.spawn(argv, info.name, paths.logs / f"agent-{node}.log", extra_env=node_shell_env(info.name))
     _write_pid(info.name, f"agent-{node}", pid)
     return pid
