@@ -340,3 +340,13 @@ def test_units_pass_systemd_analyze_verify(state_dir: Path, tmp_path: Path) -> N
         r = subprocess.run(["systemd-analyze", "verify", "--man=no", *files], cwd=d, capture_output=True, text=True,
                            timeout=120, check=False)
         assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), (d.name, r.stdout, r.stderr)
+
+
+@pytest.mark.integration
+def test_the_agent_finds_its_underlay_interface_by_its_address() -> None:
+    """On a Vagrant VM eth0 is the provider's NAT and the underlay is eth1: the agent binds flannel.1 and
+    its host-gw routes to the interface holding --node-ip, not to a fixed name (read-only here: `lo`)."""
+    from netk8s.dataplane import links
+
+    assert links.link_with_address(None, "127.0.0.1") == "lo"
+    assert links.link_with_address(None, "192.0.2.254") is None
