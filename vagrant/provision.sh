@@ -7,7 +7,8 @@
 #    exports the host's kubeconfig and each worker's files, bundled into TAR for the Vagrantfile's trigger;
 #    worker: `netk8s lab join` installs this node's files from the synced folder's vagrant/.cluster;
 # 3. `netk8s lab units` writes the systemd units (the argv the one-machine lab runs); they are enabled
-#    and restarted. Running it again re-provisions in place (the CA and the kubelet token are kept).
+#    and restarted; on the control plane `netk8s lab addons` then applies kube-dns and ingress-nginx.
+#    Running it again re-provisions in place (the CA and the kubelet token are kept).
 # docs/vagrant.md explains each step.
 set -euo pipefail
 
@@ -68,3 +69,9 @@ for unit in "${units[@]}"; do
   systemctl restart "$name"
   echo "netk8s: $name started (journalctl -u $name)"
 done
+
+# The add-ons `lab up` deploys (kube-dns, ingress-nginx), once the API server answers; their pods start
+# as the workers join.
+if [ "$kind" = control-plane ]; then
+  "$netk8s" lab addons "${args[@]}"
+fi

@@ -78,3 +78,17 @@ def lab_join(node: str, name: str, nodes: int, proxy_mode: str, overlay: str, so
     info = machines.machine_lab(name, nodes, proxy_mode, overlay)
     for path in machines.join_worker(info, node, source, parse_duration(timeout)):
         click.echo(path)
+
+
+@lab.command("addons")
+@lab_options
+@click.option("--dns/--no-dns", default=True, show_default=True, help="Cluster DNS (kube-system/kube-dns).")
+@click.option("--ingress/--no-ingress", default=True, show_default=True, help="ingress-nginx.")
+@click.option("--timeout", default="5m", show_default=True, help="How long to wait for the API server.")
+def lab_addons(name: str, nodes: int, proxy_mode: str, overlay: str, dns: bool, ingress: bool, timeout: str) -> None:
+    """On the control plane: apply the add-ons `lab up` deploys, once the API server answers."""
+    from netk8s.lab import machines
+
+    info = machines.machine_lab(name, nodes, proxy_mode, overlay)
+    for addon in machines.apply_addons(info, parse_duration(timeout), dns, ingress):
+        click.echo(f"applied {addon}")

@@ -216,3 +216,18 @@ def join_worker(info: LabInfo, node: str, export: Path, timeout: float,
     paths.node_resolv.write_text(resolv.read_text())
     bin_dir_for_legacy(paths.root / "bin")
     return [*written, paths.kubelet_token, paths.node_resolv]
+
+
+def apply_addons(info: LabInfo, timeout: float, dns: bool = True, ingress: bool = True) -> list[str]:
+    """On the control plane, once its API server answers: apply the add-ons `lab up` deploys (kube-dns,
+    ingress-nginx) with the lab's own functions, without waiting for their pods, which start as the
+    workers join. The add-ons applied."""
+    manager.wait_api_ready(info, timeout)
+    done = []
+    if dns:
+        manager.deploy_dns(info, timeout, wait=False)
+        done.append("kube-system/kube-dns")
+    if ingress:
+        manager.deploy_ingress(info, timeout, wait=False)
+        done.append("ingress-nginx/ingress-nginx-controller")
+    return done

@@ -222,9 +222,9 @@ def start_upstream_dns(info: LabInfo) -> int:
     return pid
 
 
-def deploy_dns(info: LabInfo, timeout: float) -> None:
-    """Apply the kube-dns Deployment and Service, then wait until both replicas are Ready and listed
-    as endpoints (so pods resolve names as soon as `lab up` returns)."""
+def deploy_dns(info: LabInfo, timeout: float, wait: bool = True) -> None:
+    """Apply the kube-dns Deployment and Service, then (with `wait`) wait until both replicas are Ready
+    and listed as endpoints (so pods resolve names as soon as `lab up` returns)."""
     from netk8s.cli.ops import pod_ready
 
     def state(store: Store) -> tuple[bool, str]:
@@ -237,14 +237,15 @@ def deploy_dns(info: LabInfo, timeout: float) -> None:
         return done, f"{len(ready)} of {addons.DNS_REPLICAS} kube-dns pods Ready"
 
     # the controller creates kube-system when it starts; apply refuses objects in a missing namespace
-    deploy_addon(info, timeout, "cluster DNS", addons.kube_dns_objects(access.role_url(info.name, "viewer")), state,
+    deploy_addon(info, timeout, "cluster DNS", addons.kube_dns_objects(access.role_url(info.name, "viewer")),
+                 state if wait else _applied,
                  "see 'netk8s get pods -n kube-system' and 'netk8s logs -n kube-system POD'",
                  namespace=addons.DNS_NAMESPACE)
 
 
-def deploy_ingress(info: LabInfo, timeout: float) -> None:
-    """Apply ingress-nginx (namespace, IngressClass, Deployment, LoadBalancer Service), then wait until a
-    controller pod is Ready and the Service has its LoadBalancer IP."""
+def deploy_ingress(info: LabInfo, timeout: float, wait: bool = True) -> None:
+    """Apply ingress-nginx (namespace, IngressClass, Deployment, LoadBalancer Service), then (with `wait`)
+    wait until a controller pod is Ready and the Service has its LoadBalancer IP."""
     from netk8s.cli.ops import pod_ready
 
     def state(store: Store) -> tuple[bool, str]:
@@ -255,8 +256,14 @@ def deploy_ingress(info: LabInfo, timeout: float) -> None:
         return bool(ready and lb), (f"{len(ready)} controller pods Ready, "
                                     f"LoadBalancer IP {'assigned' if lb else 'pending'}")
 
-    deploy_addon(info, timeout, "ingress-nginx", addons.ingress_objects(access.role_url(info.name, "controller")), state,
+    deploy_addon(info, timeout, "ingress-nginx", addons.ingress_objects(access.role_url(info.name, "controller")),
+                 state if wait else _applied,
                  "see 'netk8s get pods -n ingress-nginx' and 'netk8s logs -n ingress-nginx POD'")
+
+
+def _applied(store: Store) -> tuple[bool, str]:
+    """An add-on's state when nothing is waited for: done once applied (a machine's workers join later)."""
+    return True, "applied"
 
 
 def deploy_addon(info: LabInfo, timeout: float, what: str, objects: list[dict],

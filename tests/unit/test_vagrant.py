@@ -231,6 +231,27 @@ def test_worker_join_without_the_control_plane_export_fails_naming_from(state_di
     assert not state_dir.exists()
 
 
+def test_control_plane_applies_the_labs_addons_without_waiting_for_workers(
+        state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lab addons` applies what `lab up` deploys, with the same objects (read by the pods with the
+    kubeconfigs the workers installed), and returns before any pod runs: no worker has joined yet."""
+    from netk8s.store.memory import MemoryStore
+
+    store = MemoryStore()
+    store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
+    store.close = lambda: None  # type: ignore[method-assign]  # shared by every open_store below
+    waited: list[str] = []
+    monkeypatch.setattr(manager, "open_store", lambda url: waited.append(url) or store)
+    monkeypatch.setattr(manager, "wait_api_ready", lambda info, timeout: waited.append("api"))
+    info = machines.machine_lab(LAB, 2)
+    assert machines.apply_addons(info, timeout=5) == ["kube-system/kube-dns", "ingress-nginx/ingress-nginx-controller"]
+    assert waited[0] == "api" and set(waited[1:]) == {info.store}
+    dns = store.get("Deployment", "kube-system", "kube-dns")["spec"]["template"]["spec"]["containers"][0]
+    assert access.role_url(LAB, "viewer") in dns.get("args", []) + dns.get("command", [])
+    assert store.get("Service", "ingress-nginx", "ingress-nginx-controller")["spec"]["type"] == "LoadBalancer"
+    assert store.list("Pod")[0] == []
+
+
 # ------------------------------------------------------------------ the tools (integration)
 def _vagrant_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """vagrant with its home and the project's .vagrant directory in tmp_path (nothing written to the repo)."""
