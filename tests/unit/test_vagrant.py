@@ -152,6 +152,12 @@ def test_exec_words_are_quoted_so_systemd_reads_them_back(word: str, quoted: str
     assert exec_start(f"ExecStart=/bin/echo {quoted}") == ["/bin/echo", word]
 
 
+def test_environment_assignments_keep_dollars_and_double_percents() -> None:
+    """systemd expands specifiers in Environment= but not $VARIABLES (systemd.exec(5), Environment=)."""
+    assert machines.systemd_quote("A=$x%y", exec_word=False) == "A=$x%%y"
+    assert machines.systemd_quote("A=b c", exec_word=False) == '"A=b c"'
+
+
 # ------------------------------------------------------------------ bad input (pure)
 @pytest.mark.parametrize(("args", "field"), [
     (["--role", "agent"], "--node"),
