@@ -369,6 +369,21 @@ def test_units_pass_systemd_analyze_verify(state_dir: Path, tmp_path: Path) -> N
         assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), (d.name, r.stdout, r.stderr)
 
 
+def test_on_a_vagrant_vm_host_gw_routes_and_lb_announcements_use_eth1(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netk8s.dataplane import links
+    from netk8s.node import overlay
+    from netk8s.proxy.announce import Announcer
+
+    peers = [overlay.NodeInfo("node1", "192.168.56.11", "10.244.1.0/24", None),
+             overlay.NodeInfo("node2", "192.168.56.12", "10.244.2.0/24", None)]
+    state = overlay.desired_overlay("node1", peers, "host-gw", uplink="eth1")
+    assert [(r.dst, r.gateway, r.dev) for r in state.routes] == [("10.244.2.0/24", "192.168.56.12", "eth1")]
+    monkeypatch.setattr(links, "link_with_address", lambda netns, ip: "eth1" if ip == "192.168.56.11" else None)
+    assert Announcer("node1", uplink="", node_ips=("192.168.56.11",)).link() == "eth1"
+    assert Announcer("node1", uplink="", node_ips=("192.0.2.1",)).link() == naming.NODE_UPLINK
+    assert Announcer("node1").link() == naming.NODE_UPLINK  # an explicit uplink is kept
+
+
 @pytest.mark.integration
 def test_the_agent_finds_its_underlay_interface_by_its_address() -> None:
     """On a Vagrant VM eth0 is the provider's NAT and the underlay is eth1: the agent binds flannel.1 and
