@@ -8,8 +8,9 @@ IPv4 and L4 headers) and a queue threshold of 1 (deliver every packet at once, n
 100). The socket keeps the namespace it was opened in (netlink(7)), so one opened in a node's
 namespace reads that node's group from any thread.
 
-A group has at most one listener per namespace: binding a group another socket holds fails with
-EBUSY; `NflogReader.open` raises a KernelError that says so.
+A group has at most one listener per namespace: binding a group another socket holds fails (EPERM on
+this kernel, nfnetlink_log.c: the instance belongs to another port id); `NflogReader.open` raises a
+KernelError that says so.
 """
 
 from __future__ import annotations
@@ -158,12 +159,12 @@ class NflogReader:
         try:
             while True:
                 data = self.sock.recv(65536)
-                length, kind, _flags, got_seq = struct.unpack_from("=IHHI", data)
+                _length, kind, _flags, got_seq = struct.unpack_from("=IHHI", data)
                 if kind == NLMSG_ERROR and got_seq == seq:
                     code = -struct.unpack_from("=i", data, 16)[0]
                     if code == 0:
                         return
-                    what = "is bound by another listener (one per namespace)" if code == errno.EBUSY else \
+                    what = "is bound by another listener (one per namespace)" if code in (errno.EBUSY, errno.EPERM) else \
                         f"refused: {errno.errorcode.get(code, code)}"
                     raise KernelError(f"nflog group {self.group}: {what}",
                                       hint="is another reader (ulogd, tcpdump -i nflog) using this group?")
