@@ -148,6 +148,8 @@ class PolicySyncer:
             raise
         self.applied = want
         self.chains, self.pods_by_ip = self._pending
+        if self.nflog is None:
+            self.drain_drops(now)  # bind the group as soon as a chain logs, not one sync later
 
     def cleanup(self) -> None:
         if self.nflog is not None:
