@@ -1,4 +1,5 @@
-"""Pure: per-policy and per-rule packet counters from the nodes' `ip netk8s-policy` tables (nft -j JSON).
+"""Pure: per-policy and per-rule packet counters from the nodes' `ip netk8s-policy` tables (nft -j JSON),
+and `check_step`, the kernel's side of one step of a `policy why` verdict.
 
 The renderer (netk8s.policy.nftables) puts a counter on every allowing rule, commented
 `NS/NAME ingress[i]` / `NS/NAME egress[i]`, and on every per-pod drop, commented `isolated by NS/A,
@@ -119,9 +120,9 @@ def _deciding(step: Step, rules: list[RuleCounter]) -> tuple[list[RuleCounter], 
     """The rules of the pod's chain the model's step names, and how to call them."""
     if step.outcome == "allowed":
         want = {ref.removeprefix("networkpolicy ") for ref in step.refs}
-        return [r for r in rules if r.comment in want], " / ".join(sorted(want))
+        return [r for r in rules if r.comment in want], "rule " + " / ".join(sorted(want))
     if step.outcome == "own-node":
-        return [r for r in rules if r.comment == "own node"], "own node"
+        return [r for r in rules if r.comment == "own node"], "rule own node"
     want_by = set(step.refs)
     return ([r for r in rules if r.comment.startswith("isolated by ")
              and {p.strip() for p in r.comment.removeprefix("isolated by ").split(",")} == want_by],
@@ -146,12 +147,12 @@ def check_step(step: Step, before: dict, after: dict | None = None) -> KernelChe
     packets = sum(r.packets for r in deciding)
     if after is None:
         seen = f"{packets} packet{'s' * (packets != 1)} matched so far" if packets else "no packet matched yet"
-        return KernelCheck(step, chain, True, f"{where}: rule {name} in {chain}: {seen}", packets)
+        return KernelCheck(step, chain, True, f"{where}: {name} in {chain}: {seen}", packets)
     later = chain_counters(after, chain)
     now = sum(r.packets for r in _deciding(step, later)[0]) if later is not None else 0
     moved = now - packets
     if moved > 0:
-        return KernelCheck(step, chain, True, f"{where}: the probe moved rule {name} in {chain} by {moved} "
+        return KernelCheck(step, chain, True, f"{where}: the probe moved {name} in {chain} by {moved} "
                                               f"packet{'s' * (moved != 1)}", now, moved)
-    return KernelCheck(step, chain, False, f"{where}: the probe did not move rule {name} in {chain} "
+    return KernelCheck(step, chain, False, f"{where}: the probe did not move {name} in {chain} "
                                            "(the kernel decided it elsewhere)", now, 0)
