@@ -52,6 +52,7 @@ class PolicySyncer:
         self.nflog: Any = None
         self.nflog_retry_at = 0.0
         self.chains: dict[str, droplog.ChainInfo] = {}  # of the applied rules, for the drop log
+        self.logging = False  # some applied chain logs its drops (computed once per apply, not per sync)
         self.pods_by_ip: dict[str, str] = {}
         self._pending: tuple[dict[str, droplog.ChainInfo], dict[str, str]] = ({}, {})
 
@@ -62,16 +63,13 @@ class PolicySyncer:
         self._pending = (droplog.chain_infos(model, rules.comments), {p.ip: k for k, p in model.pods.items()})
         return rules
 
-    def _logs(self) -> bool:
-        return self.applied is not None and any(render.LOG_PREFIX in line for lines in self.applied.chains.values()
-                                                for line in lines)
 
     def drain_drops(self, now: float) -> int:
         """Bind the NFLOG group when some chain logs, and append what arrived to drops_file."""
         if self.drops_file is None:
             return 0
         if self.nflog is None:
-            if not self._logs() or now < self.nflog_retry_at:
+            if not self.logging or now < self.nflog_retry_at:
                 return 0
             try:
                 self.nflog = self.open_nflog()
@@ -148,6 +146,7 @@ class PolicySyncer:
             raise
         self.applied = want
         self.chains, self.pods_by_ip = self._pending
+        self.logging = any(render.LOG_PREFIX in lines[-1] for lines in want.chains.values() if lines)
         if self.nflog is None:
             self.drain_drops(now)  # bind the group as soon as a chain logs, not one sync later
 
