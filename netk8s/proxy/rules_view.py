@@ -159,6 +159,11 @@ def _section(title: str, rules: dict[str, list[Rule]], entries: list[Rule],
         lines.append("  (no rules programmed for this service port on this node)")
     elif any(r.target == "REDIRECT" or r.chain.endswith("-HOST") for r in entries):
         lines.append("  (redirected to the userspace proxy's socket, which spreads connections round-robin)")
+        # the nat table sees a connection's first packet only: each redirect's counter is its connections
+        total = sum(r.packets for r in entries if r.target in ("REDIRECT", "DNAT"))
+        if state_eps:
+            lines.append(f"  endpoints known here (the proxy picks among the ready ones): {', '.join(state_eps)}")
+        return lines, total
     else:
         lines.append("  (no endpoint chains: traffic is rejected or dropped)")
     if state_eps is not None:
