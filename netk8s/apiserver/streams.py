@@ -203,7 +203,8 @@ async def pod_exec(request: web.Request, target: Target) -> web.StreamResponse:
 async def pod_portforward(request: web.Request, target: Target) -> web.StreamResponse:
     """pods/portforward as a WebSocket (`v4.channel.k8s.io`, the client libraries' protocol), relayed to
     the kubelet. kubectl 1.31+ tunnels SPDY inside the WebSocket (`SPDY/3.1+portforward.k8s.io`) or
-    speaks SPDY itself: neither is served, so `kubectl port-forward` is refused with a clear Status."""
+    speaks SPDY itself: neither is served, so `kubectl port-forward` is refused with a BadRequest Status
+    naming the protocol (portforward_refusal)."""
     user: auth.User = request[USER_KEY]
     if not auth.allowed(user, "create", target.resource):
         return web.json_response(st.forbidden(user.name, "create", target.resource, "", target.namespace or "",
@@ -212,13 +213,29 @@ async def pod_portforward(request: web.Request, target: Target) -> web.StreamRes
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     probe = web.WebSocketResponse(protocols=rc.PORTFORWARD_PROTOCOLS)
     if not probe.can_prepare(request).ok or not any(p in rc.PORTFORWARD_PROTOCOLS for p in offered):
-        raise BadRequest("Upgrade request required: pods/portforward is served as a WebSocket in one of the "
-                         f"protocols {', '.join(rc.PORTFORWARD_PROTOCOLS)} (SPDY is not supported)")
+        raise BadRequest(portforward_refusal(request.headers.get("Upgrade", ""), offered))
     params = [("ports", p) for p in request.query.getall("ports", [])]
     if not params:
         raise BadRequest("ports: at least one port is required")
     return await _proxy_websocket(request, node, f"/portForward/{target.namespace}/{target.name}", params,
                                   [p for p in offered if p in rc.PORTFORWARD_PROTOCOLS])
+
+
+def portforward_refusal(upgrade: str, offered: list[str]) -> str:
+    """Why a pods/portforward request is refused, naming the protocol the client asked for. kubectl
+    1.31+ first offers a WebSocket carrying SPDY (KEP-4006 tunnelling, subprotocol
+    SPDY/3.1+portforward.k8s.io), then on a failed upgrade retries as plain SPDY/3.1 (`Upgrade: SPDY/3.1`,
+    client-go's fallback dialer): both need a SPDY/3.1 framer, which this server does not have."""
+    served = f"it is served as a WebSocket in {' or '.join(rc.PORTFORWARD_PROTOCOLS)}"
+    tunnelled = [p for p in offered if p.upper().startswith("SPDY/")]
+    if tunnelled:
+        return (f"pods/portforward: the WebSocket protocol {tunnelled[0]} (SPDY tunnelled in a WebSocket) is not "
+                f"supported; {served}")
+    if upgrade.upper().startswith("SPDY/"):
+        return f"pods/portforward: the protocol {upgrade} is not supported; {served}"
+    if offered:
+        return f"pods/portforward: none of the WebSocket protocols {', '.join(offered)} is supported; {served}"
+    return f"Upgrade request required: pods/portforward is a stream; {served}"
 
 
 async def _proxy_websocket(request: web.Request, node: dict, path: str, params: list[tuple[str, str]],

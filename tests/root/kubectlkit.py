@@ -1,17 +1,15 @@
-"""An API server in front of a lab for the real clients (kubectl, helm, the Python `kubernetes` client).
+"""A lab for the real clients (kubectl, helm, the Python `kubernetes` client), reached as a user would.
 
-`api_cluster()` is the ONE place that decides how the tests reach a cluster: today it brings up a normal
-lab and starts `python -m netk8s.apiserver` itself on 127.0.0.1 (a free port) over the lab's store, with
-an admin token, TLS from a throwaway CA, the lab's kubelet token and --kubelet-netns set to the lab's
-external client namespace (on the underlay, where node IPs are reachable), and writes a kubeconfig.
-When `lab up` starts its own API server and writes its kubeconfig, only this function changes.
+`api_cluster()` brings up a normal lab (`netk8s lab up`, which starts the lab's API server on
+127.0.0.1:PORT and writes the admin kubeconfig: context netk8s-LAB, client certificate from the lab's
+CA) and points every client at that kubeconfig. Nothing else stands between the clients and the lab:
+no second API server, no token of the test's own.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,59 +17,46 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from netk8s.model import naming
-from tests.root.conftest import Proc
+from netk8s.store.apiclient import ssl_context
+from netk8s.store.kubeconfig import read
 from tests.root.labkit import REPO, Lab
-from tests.unit.apiserver_util import make_test_pki
 
 VENV_BIN = Path(sys.executable).parent
 KUBECTL = str(VENV_BIN / "kubectl")
 HELM = str(VENV_BIN / "helm")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class ApiCluster:
-    """A lab plus an API server the real clients reach through `kubeconfig`."""
+    """A lab whose own API server the real clients reach through the kubeconfig `lab up` wrote."""
 
     lab: Lab
-    dir: Path
-    port: int
-    token: str
-    argv: list[str]
-    proc: Proc | None = None
+    home: Path
     env: dict[str, str] = field(default_factory=dict)
 
     @property
     def kubeconfig(self) -> Path:
-        return self.dir / "kubeconfig"
+        return self.lab.kubeconfig
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return self.lab.api_server
 
-    def start(self) -> None:
-        self.proc = Proc(self.argv)
-        self.proc.wait_for(rf"serving https://127.0.0.1:{self.port}", timeout=60, stream="stderr")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-            self.proc = None
+    def admin_ssl_context(self) -> ssl.SSLContext:
+        """TLS as kubectl does it with the admin kubeconfig: the lab's CA, the admin client certificate."""
+        return ssl_context(read(self.kubeconfig))
 
     def restart(self) -> None:
-        self.stop()
-        self.start()
+        """Restart the lab's API server (`netk8s lab restart apiserver`: same argv, same store)."""
+        out = self.lab.cli("lab", "restart", "apiserver").stdout
+        assert out.startswith("apiserver restarted (pid "), out
 
     def logs(self) -> str:
-        return "\n".join(self.proc.stderr[-40:]) if self.proc else ""
+        log = self.lab.state_dir / self.lab.name / "logs" / "apiserver.log"
+        try:
+            return "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+        except OSError as exc:
+            return f"(no API server log: {exc})"
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -90,47 +75,19 @@ class ApiCluster:
         return p
 
 
-def write_kubeconfig(path: Path, server: str, ca: Path, token: str, name: str) -> None:
-    config = {
-        "apiVersion": "v1", "kind": "Config", "preferences": {},
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": f"{name}-admin", "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin",
-                                                "namespace": "default"}}],
-        "current-context": name,
-    }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump(config, fh)
-
-
 @contextmanager
 def api_cluster(name: str, state_dir: Path, work: Path, nodes: int = 2, dns: bool = True) -> Iterator[ApiCluster]:
-    """A running lab and an API server for it (see the module docstring); always torn down."""
+    """A running lab, its clients pointed at the kubeconfig `lab up` wrote; always torn down."""
     lab = Lab(name, state_dir, nodes=nodes, dns=dns)
-    cluster: ApiCluster | None = None
     try:
         lab.up()
-        make_test_pki(work)
-        token = secrets.token_urlsafe(24)
-        (work / "tokens.csv").write_text(f'{token},kubernetes-admin,1,"system:masters"\n')
-        port = free_port()
-        argv = [sys.executable, "-m", "netk8s.apiserver", "--store", f"sqlite://{state_dir / name / 'store.db'}",
-                "--listen", f"127.0.0.1:{port}", "--tls-cert", str(work / "srv.crt"),
-                "--tls-key", str(work / "srv.key"), "--client-ca", str(work / "ca.crt"),
-                "--token-file", str(work / "tokens.csv"),
-                "--kubelet-token-file", str(state_dir / name / "kubelet-token"),
-                "--kubelet-netns", naming.external_netns(name)]
-        cluster = ApiCluster(lab, work, port, token, argv)
-        write_kubeconfig(cluster.kubeconfig, cluster.server, work / "ca.crt", token, f"netk8s-{name}")
         home = work / "home"
         home.mkdir(exist_ok=True)
-        cluster.env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), HOME=str(home),
-                           HELM_CACHE_HOME=str(home / "helm-cache"), HELM_CONFIG_HOME=str(home / "helm-config"),
-                           HELM_DATA_HOME=str(home / "helm-data"), KUBECACHEDIR=str(home / "kube-cache"))
-        cluster.start()
-        yield cluster
+        # a private HOME and caches: no ~/.kube/config, helm repositories or discovery cache of the
+        # machine's user can change what the clients do
+        env = dict(os.environ, KUBECONFIG=str(lab.kubeconfig), HOME=str(home),
+                   HELM_CACHE_HOME=str(home / "helm-cache"), HELM_CONFIG_HOME=str(home / "helm-config"),
+                   HELM_DATA_HOME=str(home / "helm-data"), KUBECACHEDIR=str(home / "kube-cache"))
+        yield ApiCluster(lab, home, env)
     finally:
-        if cluster is not None:
-            cluster.stop()
         lab.down()

@@ -20,9 +20,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING
 
 from tests.root.labkit import Lab
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
 
 REPORT_ENV = "NETK8S_STRESS_REPORT"
 
@@ -141,7 +144,7 @@ class RequestLoop(threading.Thread):
             if self.nodes is None:
                 self.nodes = [n["metadata"]["name"] for n in self.lab.get_json("nodes")["items"]]
             self.snapshots.append(snapshot(self.lab, failure, self.nodes))
-        except Exception as e:  # noqa: BLE001 - a snapshot that cannot be taken must not hide the failure itself
+        except Exception as e:  # noqa: BLE001 a snapshot that cannot be taken must not hide the failure itself
             failure["snapshot_error"] = repr(e)
 
     def check(self, min_ok: int) -> None:
