@@ -32,7 +32,7 @@ from netk8s.dataplane import tracing as dp
 from netk8s.errors import NotFound, ValidationError
 from netk8s.model import naming
 from netk8s.node.runtime import PodRuntime
-from netk8s.proxy.testing.fake_iptables import Ruleset
+from netk8s.proxy.tracer_iptables import Ruleset
 from netk8s.trace import paths as tp
 from netk8s.trace.model import CtEntry, Hop, MatchedRule, Trace, first_trace, parse_conntrack, parse_nft_trace
 
@@ -215,7 +215,7 @@ def _dry_run(c: Cluster, t: Trace, node_ns: str, src_ip: str, dst: str, port: in
     local = _local_ips(node_ns)
     if c.mode == "nftables":
         found = tp.nft_json_paths(dp.nft_list_json(node_ns), src_ip, proto, dst, port, local_ips=local)
-        source = "nft -j list table ip kube-proxy"
+        source = f"nft -j list table ip {naming.KUBE_PROXY_TABLE}"
     else:
         rs = Ruleset.parse(dp.iptables_save(node_ns))
         found = tp.iptables_paths(rs, src_ip, proto, dst, port, local_ips=local, hook=hook)
