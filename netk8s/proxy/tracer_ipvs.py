@@ -14,8 +14,8 @@ virtual server of the destination, then each real server with its probability:
 * lc, wlc, sed, nq: the server with the least connections (ActiveConn * 256 + InActConn, divided by the
   weight for the weighted ones) as the kernel counts them now; ties share equally;
 * lblc, lblcr: as wlc for a destination IPVS has not seen yet;
-* persistence (`-p N`, ClientIP affinity): a client with a live connection template (an `IP` entry of
-  the connection table for its address and the virtual server) goes to the template's real server.
+* persistence (`-p N`, ClientIP affinity): a client with a live connection template (an entry of the
+  connection table for its address and the virtual server, client port 0, state NONE) goes to the template's real server.
 
 A virtual server without a real server of weight > 0 takes no connection: the packet is delivered
 locally to a port nobody listens on, and the client is refused (a TCP reset, an ICMP port unreachable).
@@ -248,7 +248,9 @@ class IpvsConn:
 
     @property
     def template(self) -> bool:
-        return self.proto == "IP"
+        """A persistence template (ip_vs_sched_persist): client port 0, state NONE; protocol IP for
+        firewall-mark services, the service's protocol otherwise."""
+        return self.proto == "IP" or (self.client[1] == 0 and self.state == "NONE")
 
 
 def _hex_addr(ip: str, port: str) -> tuple[str, int]:

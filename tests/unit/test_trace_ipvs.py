@@ -105,7 +105,8 @@ def test_weights_connections_and_persistence() -> None:
     assert p.probabilities() == pytest.approx({"10.244.1.5:8080": 0.2, "10.244.2.5:8080": 0.6, "10.244.3.5:8080": 0.2})
     assert "source hashing" in p.note
     sticky, _ = first_sync("session_affinity")
-    tmpl = tv.IpvsConn("IP", (POD, 0), ("10.96.0.27", 80), "10.244.3.5:8080", "NONE", 42)
+    tmpl = tv.IpvsConn("TCP", (POD, 0), ("10.96.0.27", 80), "10.244.3.5:8080", "NONE", 42)
+    assert tmpl.template
     p = tv.plan(state(sticky), POD, "tcp", "10.96.0.27", 80, templates=[tmpl])
     assert p.affinity == "10.244.3.5:8080" and p.probabilities() == {"10.244.3.5:8080": 1.0}
     assert "persistent 60" in p.note
@@ -115,12 +116,12 @@ def test_weights_connections_and_persistence() -> None:
 
 PROC = """Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData
 TCP 0AF4010D B26E 0A600014 0050 0AF4010A 1F90 TIME_WAIT       119
-IP  0AF4010D 0000 0A600015 0050 0AF4010B 1F90 NONE             59
+TCP 0AF4010D 0000 0A600015 0050 0AF4010B 1F90 NONE             59
 """
 IPVSADM_C = """IPVS connection entries
 pro expire state       source             virtual            destination
 TCP 01:59  TIME_WAIT   10.244.1.13:45678  10.96.0.20:80      10.244.1.10:8080
-IP  00:59  NONE        10.244.1.13:0      10.96.0.21:80      10.244.1.11:8080
+TCP 00:59  NONE        10.244.1.13:0      10.96.0.21:80      10.244.1.11:8080
 """
 
 
