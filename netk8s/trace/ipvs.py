@@ -65,7 +65,7 @@ def _rules(p: tv.IpvsPlan, deltas: Mapping[tuple[str, str, str], int] | None = N
 
 
 def _summary(p: tv.IpvsPlan, dst: str, port: int) -> str:
-    chains = []
+    chains: list[str] = []
     for _, c, _ in p.nat_rules:
         if not chains or chains[-1] != c:
             chains.append(c)
