@@ -198,12 +198,16 @@ def trace(c: Cluster, source: str, target: str, *, namespace: str, port: int | N
 
 
 def _dns_answerer(c: Cluster, hop: Hop, node_ns: str, src_ip: str, sport: int, node: str) -> None:
-    """Which kube-dns pod answered: conntrack's DNAT of the query (or the userspace agent's pick)."""
+    """Which kube-dns pod answered: conntrack's DNAT of the query (IPVS: its connection table; userspace:
+    the agent's pick)."""
     entries = parse_conntrack(dp.conntrack_list(node_ns, ["-p", "udp", "--orig-src", src_ip,
                                                           "--orig-port-src", str(sport)]))
     ip = None
     if entries and entries[0].translated:
         ip = entries[0].reply[0]
+    if c.mode == "ipvs" and ip is None:  # IPVS NATs outside conntrack: its own connection table has the query
+        conn = ipvs_trace.tv.connection_of(ipvs_trace.read_conns(_node_runner(node_ns)), src_ip, sport, "udp")
+        ip = conn.real.rpartition(":")[0] if conn is not None and conn.real else None
     if c.mode == "userspace" or (ip and c.pod_by_ip(ip) is None):
         for pick in reversed(_agent_picks(c, node)):
             if pick.get("client") == f"{src_ip}:{sport}":
