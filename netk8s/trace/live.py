@@ -35,6 +35,7 @@ from netk8s.dataplane import tracing as dp
 from netk8s.errors import NotFound, ValidationError
 from netk8s.model import naming
 from netk8s.node.runtime import PodRuntime
+from netk8s.proxy import tracer_ipvs
 from netk8s.proxy.tracer_iptables import Ruleset
 from netk8s.trace import ipvs as ipvs_trace
 from netk8s.trace import paths as tp
@@ -206,7 +207,7 @@ def _dns_answerer(c: Cluster, hop: Hop, node_ns: str, src_ip: str, sport: int, n
     if entries and entries[0].translated:
         ip = entries[0].reply[0]
     if c.mode == "ipvs" and ip is None:  # IPVS NATs outside conntrack: its own connection table has the query
-        conn = ipvs_trace.tv.connection_of(ipvs_trace.read_conns(_node_runner(node_ns)), src_ip, sport, "udp")
+        conn = tracer_ipvs.connection_of(ipvs_trace.read_conns(_node_runner(node_ns)), src_ip, sport, "udp")
         ip = conn.real.rpartition(":")[0] if conn is not None and conn.real else None
     if c.mode == "userspace" or (ip and c.pod_by_ip(ip) is None):
         for pick in reversed(_agent_picks(c, node)):
