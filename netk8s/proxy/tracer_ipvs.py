@@ -15,7 +15,7 @@ virtual server of the destination, then each real server with its probability:
   weight for the weighted ones) as the kernel counts them now; ties share equally;
 * lblc, lblcr: as wlc for a destination IPVS has not seen yet;
 * persistence (`-p N`, ClientIP affinity): a client with a live connection template (an entry of the
-  connection table for its address and the virtual server, client port 0, state NONE) goes to the template's real server.
+  connection table for its address and the virtual server, client port 0) goes to the template's real server.
 
 A virtual server without a real server of weight > 0 takes no connection: the packet is delivered
 locally to a port nobody listens on, and the client is refused (a TCP reset, an ICMP port unreachable).
@@ -248,9 +248,10 @@ class IpvsConn:
 
     @property
     def template(self) -> bool:
-        """A persistence template (ip_vs_sched_persist): client port 0, state NONE; protocol IP for
-        firewall-mark services, the service's protocol otherwise."""
-        return self.proto == "IP" or (self.client[1] == 0 and self.state == "NONE")
+        """A persistence template (ip_vs_sched_persist): client port 0 (no connection has that); protocol
+        IP for firewall-mark services, the service's protocol otherwise; its state column is not a TCP
+        state (a guest's 6.1 kernel prints ASSURED, a template flag)."""
+        return self.proto == "IP" or self.client[1] == 0
 
 
 def _hex_addr(ip: str, port: str) -> tuple[str, int]:

@@ -132,7 +132,9 @@ def live(t: Trace, run: Runner, probe: Callable[[], dict[str, Any]], src: str, s
     pod, ep_node = _name(names, real)
     chosen = next((r for r in p.reals if r.real == real), None)
     masq = "masqueraded" if chosen is not None and chosen.masquerade else "source kept"
-    t.hops.append(Hop("ipvs", node, f"IPVS connection table: {tv.describe_conn(conn)}",
+    held = (f"; the client's persistence template pinned it to {pinned.real} (expires in {pinned.expires} s)"
+            if pinned is not None else "")
+    t.hops.append(Hop("ipvs", node, f"IPVS connection table: {tv.describe_conn(conn)}{held}",
                       {"connection": {"proto": conn.proto, "client": list(conn.client), "virtual": list(conn.virtual),
                                       "real": real, "state": conn.state, "expires": conn.expires},
                        "template": None if pinned is None else pinned.real, "table": CONN_TABLE}))

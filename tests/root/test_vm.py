@@ -220,7 +220,8 @@ def test_trace_reads_the_guests_ipvs_state(guest: Guest, ipvs_synced: dict) -> N
 
     first, second = traced(STICKY, "default/sticky"), traced(STICKY, "default/sticky")
     assert first.endpoint and second.endpoint and first.endpoint["pod"] == second.endpoint["pod"]
-    assert second.endpoint["choice"] == "affinity", render_text(second)
+    assert second.endpoint["choice"] == "affinity", render_text(second) + run(["cat", ti.CONN_TABLE])
+    assert "persistence template" in second.hops[1].summary, render_text(second)
 
     empty = traced(EMPTY, "default/empty")
     assert empty.verdict == "rejected" and hop_kinds(empty)[-1] == "drop", render_text(empty)

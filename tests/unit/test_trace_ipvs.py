@@ -116,7 +116,7 @@ def test_weights_connections_and_persistence() -> None:
 
 PROC = """Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData
 TCP 0AF4010D B26E 0A600014 0050 0AF4010A 1F90 TIME_WAIT       119
-TCP 0AF4010D 0000 0A600015 0050 0AF4010B 1F90 NONE             59
+TCP 0AF4010D 0000 0A600015 0050 0AF4010B 1F90 ASSURED          59
 """
 IPVSADM_C = """IPVS connection entries
 pro expire state       source             virtual            destination
@@ -135,6 +135,11 @@ def test_connection_table_parsers(text: str) -> None:
     assert t is not None and t.real == "10.244.1.11:8080" and t.expires == 59
     assert tv.connection_of(conns, "10.244.1.13", 1, "tcp") is None
     assert tv.live_template(conns, "10.244.1.13", "10.96.0.20") is None
+
+
+def hx(ip: str, port: int) -> str:
+    """An address and port as /proc/net/ip_vs_conn prints them."""
+    return "".join(f"{int(o):02X}" for o in ip.split(".")) + f" {port:04X}"
 
 
 class FakeNode:
@@ -169,9 +174,6 @@ class FakeNode:
         t = trace(self.k, self.client, "tcp", dst, port)
         if t.real is None:
             return {"ok": False, "error": "refused"}
-
-        def hx(ip: str, p: int) -> str:
-            return "".join(f"{int(o):02X}" for o in ip.split(".")) + f" {p:04X}"
 
         rip, _, rport = t.real.rpartition(":")
         self.conns.append(f"TCP {hx(self.client, sport)} {hx(dst, port)} {hx(rip, int(rport))} TIME_WAIT 119\n")
@@ -223,3 +225,21 @@ def test_a_service_without_endpoints_is_rejected() -> None:
     assert hop_kinds(t) == ["rules", "drop"] and t.verdict == "rejected"
     assert t.reason is not None and "has no endpoints" in t.reason and "REJECT" in t.reason
     assert "no real server" in t.reason
+
+
+def test_a_live_template_makes_the_choice_affinity() -> None:
+    k, _ = first_sync("session_affinity")
+    node = FakeNode(k, POD)
+    picks = []
+    for sport in (40021, 40022):
+        t = ti.live(Trace("pod/client", "10.96.0.27", "tcp", 80, "ipvs", service="default/sticky"), node.run,
+                    lambda s=sport: node.probe("10.96.0.27", 80, s), POD, sport, "10.96.0.27", 80, NAMES, node="node1")
+        assert t.endpoint is not None
+        picks.append(t)
+        real = f"{t.endpoint['ip']}:{t.endpoint['port']}"
+        rip, _, rport = real.rpartition(":")
+        node.conns.append(f"TCP {hx(POD, 0)} {hx('10.96.0.27', 80)} {hx(rip, int(rport))} ASSURED 59\n")  # template
+    first, second = picks
+    assert first.endpoint and second.endpoint and first.endpoint["choice"] == "rr"
+    assert second.endpoint["choice"] == "affinity" and second.endpoint["pod"] == first.endpoint["pod"]
+    assert "persistence template" in second.hops[1].summary
