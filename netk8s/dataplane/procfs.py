@@ -1,8 +1,19 @@
-"""The one /proc reader: a process's stat fields and environment (proc(5))."""
+"""The one /proc reader: the process table, a process's stat fields, environment and executable (proc(5)).
+
+(Namespace files, /proc/PID/ns/*, belong to dataplane/netns.py; /proc/sys to dataplane/sysctl.py.)
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+PROC = Path("/proc")
+
+
+def all_pids() -> list[int]:
+    """Every pid in /proc now (a snapshot: any of them may exit before it is read)."""
+    return [int(name) for name in os.listdir(PROC) if name.isdigit()]
 
 
 def proc_stat(pid: int | str) -> tuple[str, int, int] | None:
@@ -10,7 +21,7 @@ def proc_stat(pid: int | str) -> tuple[str, int, int] | None:
 
     The comm field may hold spaces and parentheses, so split after the LAST ')' (proc(5))."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = (PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
     fields = text.rsplit(")", 1)[1].split()
@@ -21,6 +32,14 @@ def proc_stat(pid: int | str) -> tuple[str, int, int] | None:
 def proc_environ(pid: int | str) -> list[bytes] | None:
     """The NUL-separated `KEY=value` entries of /proc/PID/environ, or None when it cannot be read."""
     try:
-        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return (PROC / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+
+
+def proc_exe(pid: int | str) -> str | None:
+    """The path /proc/PID/exe links to (the program the process runs), or None when it cannot be read."""
+    try:
+        return os.readlink(PROC / str(pid) / "exe")
     except OSError:
         return None

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dnslib import DNSHeader, DNSRecord
 
@@ -38,6 +38,9 @@ from netk8s.dns.wire import (
 )
 from netk8s.store.base import Store
 from netk8s.store.informer import Informer
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
 
 log = logging.getLogger("netk8s.dns")
 
@@ -351,6 +354,22 @@ class InThread:
 # ---- health / ready ----------------------------------------------------------------------------------
 
 
+class RunsInThread:
+    """start() / stop() for a server with serve(): serve on a thread of its own (tests, embedding)."""
+
+    _runner: InThread | None = None
+
+    def start(self) -> Self:
+        """Returns once the server is bound."""
+        self._runner = InThread(self)  # type: ignore[arg-type]  # subclasses are Serving
+        self._runner.start()
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.stop()
+
+
 class _Probe(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -418,7 +437,7 @@ def bind_all(cfg: ServerConfig) -> Sockets:
     return out
 
 
-class DnsServer:
+class DnsServer(RunsInThread):
     """The cluster DNS server over a store."""
 
     def __init__(self, store: Store, cfg: ServerConfig | None = None,
@@ -444,7 +463,6 @@ class DnsServer:
         self._synced: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._probes: list[_Probe] = []
-        self._runner: InThread | None = None
 
     # ---- queries ---------------------------------------------------------------------------------
 
@@ -642,15 +660,6 @@ class DnsServer:
             if watcher.is_alive():
                 watcher.join(5.0)  # it wakes every poll_timeout
 
-    def start(self) -> DnsServer:
-        """Serve on a thread of its own (tests); returns once bound."""
-        self._runner = InThread(self)
-        self._runner.start()
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.stop()
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:

@@ -21,7 +21,7 @@ from dnslib import AAAA, EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSRecord
 
 from netk8s.dns import records as rec
 from netk8s.dns.__main__ import OneLineParser, port_number, ttl_seconds
-from netk8s.dns.server import InThread, Listener
+from netk8s.dns.server import Listener, RunsInThread
 
 log = logging.getLogger("netk8s.dns.upstream")
 
@@ -31,7 +31,7 @@ HELLO_TXT = "netk8s upstream"
 EDNS_SIZE = 1232
 
 
-class UpstreamServer:
+class UpstreamServer(RunsInThread):
     """An authoritative server for one zone; counts the queries it answers (tests watch that)."""
 
     def __init__(self, zone: str, addresses: dict[str, str] | None = None, ttl: int = 60,
@@ -51,7 +51,6 @@ class UpstreamServer:
         self._lock = threading.Lock()
         self.listener = Listener(self.handle)
         self.port = 0
-        self._runner: InThread | None = None
 
     def fqdn(self, name: str) -> str:
         n = rec.normalize(name)
@@ -129,14 +128,6 @@ class UpstreamServer:
         finally:
             await self.listener.close()
 
-    def start(self) -> UpstreamServer:
-        self._runner = InThread(self)
-        self._runner.start()
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.stop()
 
 
 def _record(text: str) -> tuple[str, str]:

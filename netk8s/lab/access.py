@@ -70,18 +70,30 @@ def role_url(lab: str, role: str) -> str:
     return store_url(CONTROL_PLANE_SERVER, LabPaths(lab).role_kubeconfig(role))
 
 
-def apiserver_argv(python: str, lab: str, backend: str, port: int) -> list[str]:
-    """`python -m netk8s.apiserver` for a lab: the backend store, 127.0.0.1:PORT here (the host) and
-    192.168.56.10:6443 inside the control-plane namespace, TLS from the lab's PKI."""
+def apiserver_argv(python: str, lab: str, backend: str, port: int, control_plane_netns: bool = True) -> list[str]:
+    """`python -m netk8s.apiserver` for a lab: the backend store, 127.0.0.1:PORT on this machine and
+    192.168.56.10:6443 for the nodes, TLS from the lab's PKI. With control_plane_netns (the one-machine
+    lab) the underlay address is inside the lab's control-plane namespace and so are the connections to
+    the agents' kubelet API; without (a control-plane machine, netk8s.lab.machines) it is this machine's."""
     from netk8s.model import naming
 
     pki = LabPki(LabPaths(lab).pki)
     serving = pki.credential("apiserver")
+    underlay = f"{config.CONTROL_PLANE_IP}:{config.API_PORT}"
+    if control_plane_netns:
+        where = ["--listen-netns", f"{naming.control_plane_netns(lab)}={underlay}"]
+        # exec, logs and port-forward: the agents' kubelet API, dialled from the control-plane namespace
+        kubelet = ["--kubelet-netns", naming.control_plane_netns(lab)]
+    else:
+        where, kubelet = ["--listen", underlay], []
     return [python, "-m", "netk8s.apiserver", "--store", backend,
-            "--listen", f"127.0.0.1:{port}",
-            "--listen-netns", f"{naming.control_plane_netns(lab)}={config.CONTROL_PLANE_IP}:{config.API_PORT}",
-            "--advertise", f"{config.CONTROL_PLANE_IP}:{config.API_PORT}",
+            "--listen", f"127.0.0.1:{port}", *where, "--advertise", underlay,
             "--tls-cert", str(serving.cert), "--tls-key", str(serving.key), "--client-ca", str(pki.ca.cert),
-            # exec, logs and port-forward: the agents' kubelet API, dialled from the control-plane namespace
-            "--kubelet-netns", naming.control_plane_netns(lab),
-            "--kubelet-token-file", str(LabPaths(lab).kubelet_token)]
+            *kubelet, "--kubelet-token-file", str(LabPaths(lab).kubelet_token)]
+
+
+def write_role_kubeconfig(lab: str, role: str, path: Path, server: str = CONTROL_PLANE_SERVER) -> None:
+    """The kubeconfig of `role` (admin, controller, viewer, node-NAME) for `server`, from the lab's PKI,
+    written to `path` (0600): e.g. the admin kubeconfig a control-plane machine exports to its host."""
+    pki = LabPki(LabPaths(lab).pki)
+    _write_kubeconfig(lab, path, server, pki.ca, pki.credential(role))

@@ -181,24 +181,33 @@ def restart_apiserver(name: str, timeout: float = 60.0) -> int:
 def start_controller(info: LabInfo) -> int:
     """The controller, beside the API server in the control-plane namespace, as its client."""
     paths = LabPaths(info.name)
-    argv = launch_argv([sys.executable, "-m", "netk8s.controller", "--store", access.role_url(info.name, "controller")],
-                       netns=naming.control_plane_netns(info.name))
+    argv = launch_argv(controller_argv(info), netns=naming.control_plane_netns(info.name))
     pid = procs.spawn(argv, info.name, paths.logs / "controller.log")
     _write_pid(info.name, "controller", pid)
     return pid
 
 
+def controller_argv(info: LabInfo, python: str = sys.executable) -> list[str]:
+    """The controller's command (pure): the lab runs it in the control-plane namespace, a control-plane
+    machine as a systemd unit (netk8s.lab.machines)."""
+    return [python, "-m", "netk8s.controller", "--store", access.role_url(info.name, "controller")]
+
+
+def agent_argv(info: LabInfo, index: int, python: str = sys.executable) -> list[str]:
+    """Node `index`'s agent command (pure): the same argv in a node namespace, a VM node, a Vagrant worker."""
+    paths = LabPaths(info.name)
+    node = naming.node_name(index)
+    return [python, "-m", "netk8s.node", "--lab", info.name, "--node", node,
+            "--node-ip", str(naming.node_ip(index)), "--store", access.role_url(info.name, f"node-{node}"),
+            "--state-dir", str(paths.node_dir(node)), "--overlay", info.overlay,
+            "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode,
+            "--node-resolv", str(paths.node_resolv), "--kubelet-token-file", str(paths.kubelet_token)]
+
+
 def start_agent(info: LabInfo, index: int) -> int:
     paths = LabPaths(info.name)
     node = naming.node_name(index)
-    argv = launch_argv(
-        [sys.executable, "-m", "netk8s.node", "--lab", info.name, "--node", node,
-         "--node-ip", str(naming.node_ip(index)), "--store", access.role_url(info.name, f"node-{node}"),
-         "--state-dir", str(paths.node_dir(node)), "--overlay", info.overlay,
-         "--pod-cidr", str(naming.node_pod_cidr(index)), "--proxy-mode", info.proxy_mode,
-         "--node-resolv", str(paths.node_resolv), "--kubelet-token-file", str(paths.kubelet_token)],
-        netns=naming.node_netns(info.name, node),
-    )
+    argv = launch_argv(agent_argv(info, index), netns=naming.node_netns(info.name, node))
     pid = procs.spawn(argv, info.name, paths.logs / f"agent-{node}.log", extra_env=node_shell_env(info.name))
     _write_pid(info.name, f"agent-{node}", pid)
     return pid
@@ -213,9 +222,9 @@ def start_upstream_dns(info: LabInfo) -> int:
     return pid
 
 
-def deploy_dns(info: LabInfo, timeout: float) -> None:
-    """Apply the kube-dns Deployment and Service, then wait until both replicas are Ready and listed
-    as endpoints (so pods resolve names as soon as `lab up` returns)."""
+def deploy_dns(info: LabInfo, timeout: float, wait: bool = True) -> None:
+    """Apply the kube-dns Deployment and Service, then (with `wait`) wait until both replicas are Ready
+    and listed as endpoints (so pods resolve names as soon as `lab up` returns)."""
     from netk8s.cli.ops import pod_ready
 
     def state(store: Store) -> tuple[bool, str]:
@@ -228,14 +237,15 @@ def deploy_dns(info: LabInfo, timeout: float) -> None:
         return done, f"{len(ready)} of {addons.DNS_REPLICAS} kube-dns pods Ready"
 
     # the controller creates kube-system when it starts; apply refuses objects in a missing namespace
-    deploy_addon(info, timeout, "cluster DNS", addons.kube_dns_objects(access.role_url(info.name, "viewer")), state,
+    deploy_addon(info, timeout, "cluster DNS", addons.kube_dns_objects(access.role_url(info.name, "viewer")),
+                 state if wait else _applied,
                  "see 'netk8s get pods -n kube-system' and 'netk8s logs -n kube-system POD'",
                  namespace=addons.DNS_NAMESPACE)
 
 
-def deploy_ingress(info: LabInfo, timeout: float) -> None:
-    """Apply ingress-nginx (namespace, IngressClass, Deployment, LoadBalancer Service), then wait until a
-    controller pod is Ready and the Service has its LoadBalancer IP."""
+def deploy_ingress(info: LabInfo, timeout: float, wait: bool = True) -> None:
+    """Apply ingress-nginx (namespace, IngressClass, Deployment, LoadBalancer Service), then (with `wait`)
+    wait until a controller pod is Ready and the Service has its LoadBalancer IP."""
     from netk8s.cli.ops import pod_ready
 
     def state(store: Store) -> tuple[bool, str]:
@@ -246,8 +256,14 @@ def deploy_ingress(info: LabInfo, timeout: float) -> None:
         return bool(ready and lb), (f"{len(ready)} controller pods Ready, "
                                     f"LoadBalancer IP {'assigned' if lb else 'pending'}")
 
-    deploy_addon(info, timeout, "ingress-nginx", addons.ingress_objects(access.role_url(info.name, "controller")), state,
+    deploy_addon(info, timeout, "ingress-nginx", addons.ingress_objects(access.role_url(info.name, "controller")),
+                 state if wait else _applied,
                  "see 'netk8s get pods -n ingress-nginx' and 'netk8s logs -n ingress-nginx POD'")
+
+
+def _applied(store: Store) -> tuple[bool, str]:
+    """An add-on's state when nothing is waited for: done once applied (a machine's workers join later)."""
+    return True, "applied"
 
 
 def deploy_addon(info: LabInfo, timeout: float, what: str, objects: list[dict],

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from netk8s.dataplane.procfs import proc_environ, proc_stat
+from netk8s.dataplane.procfs import all_pids, proc_environ, proc_stat
 from netk8s.model import naming
 
 # Popen objects of detached children: kept so Python neither warns ("still running") on collection nor
@@ -38,12 +38,12 @@ def tagged_pids(lab: str | None = None) -> list[int]:
     want = f"{naming.PROCESS_TAG_ENV}=".encode()
     me = os.getpid()
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+    for pid in all_pids():
+        if pid == me:
             continue
-        for var in proc_environ(entry) or ():
+        for var in proc_environ(pid) or ():
             if var.startswith(want) and (lab is None or var[len(want):].decode(errors="replace") == lab):
-                found.append(int(entry))
+                found.append(pid)
                 break
     return found
 

@@ -92,16 +92,21 @@ def _default_deployment(obj: dict) -> None:
         return
     _set(spec, "revisionHistoryLimit", 10)
     _set(spec, "progressDeadlineSeconds", 600)
-    _set(spec, "strategy", {})
-    strategy = spec["strategy"]
+    _default_rolling_update(spec, "strategy", {"maxUnavailable": "25%", "maxSurge": "25%"})
+
+
+def _default_rolling_update(spec: dict, field: str, rolling: dict) -> None:
+    """spec[field] defaults to a RollingUpdate strategy whose rollingUpdate gets `rolling`'s defaults."""
+    _set(spec, field, {})
+    strategy = spec[field]
     if isinstance(strategy, dict):
         _set(strategy, "type", "RollingUpdate")
         if strategy["type"] == "RollingUpdate":
             _set(strategy, "rollingUpdate", {})
             ru = strategy["rollingUpdate"]
             if isinstance(ru, dict):
-                _set(ru, "maxUnavailable", "25%")
-                _set(ru, "maxSurge", "25%")
+                for key, value in rolling.items():
+                    _set(ru, key, value)
 
 
 def _default_replicaset(obj: dict) -> None:
@@ -114,15 +119,7 @@ def _default_statefulset(obj: dict) -> None:
         return
     _set(spec, "podManagementPolicy", "OrderedReady")
     _set(spec, "revisionHistoryLimit", 10)
-    _set(spec, "updateStrategy", {})
-    strategy = spec["updateStrategy"]
-    if isinstance(strategy, dict):
-        _set(strategy, "type", "RollingUpdate")
-        if strategy["type"] == "RollingUpdate":
-            _set(strategy, "rollingUpdate", {})
-            ru = strategy["rollingUpdate"]
-            if isinstance(ru, dict):
-                _set(ru, "partition", 0)
+    _default_rolling_update(spec, "updateStrategy", {"partition": 0})
 
 
 def _default_service(obj: dict) -> None:

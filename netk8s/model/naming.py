@@ -99,6 +99,7 @@ def node_pod_cidr(index: int) -> ipaddress.IPv4Network:
 
 # ----- kube-proxy's names (pkg/proxy/iptables, pkg/proxy/nftables, pkg/proxy/ipvs) ----------------------
 # iptables mode: the top-level chains (pkg/proxy/iptables/proxier.go) and the per-service prefixes.
+KUBE_CHAIN_PREFIX = "KUBE-"  # every chain (and ipset) kube-proxy owns starts with it; cleanup sweeps by it
 KUBE_SERVICES = "KUBE-SERVICES"
 KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
 KUBE_NODEPORTS = "KUBE-NODEPORTS"

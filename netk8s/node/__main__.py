@@ -66,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
                       overlay=args.overlay, pod_cidr=args.pod_cidr, node_resolv=args.node_resolv)
     agent = NodeAgent(store, cfg)
     agent.plugins.extend(proxy_plugins(args.proxy_mode, cfg, args.ipvs_scheduler))
+    from netk8s.policy.droplog import FILE_NAME as DROPS_FILE
     from netk8s.policy.syncer import PolicySyncer
 
-    agent.plugins.append(PolicySyncer(cfg.node))
+    agent.plugins.append(PolicySyncer(cfg.node, drops_file=cfg.state_dir / DROPS_FILE))
     kubelet = None
     if args.kubelet_token_file:
         token = Path(args.kubelet_token_file).read_text().strip()

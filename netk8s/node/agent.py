@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from netk8s.errors import NetK8sError
+from netk8s.model import naming
 from netk8s.node import overlay, podnet, registration
 from netk8s.node.agentconfig import AgentConfig
 from netk8s.node.kubelet_api import KubeletApi, KubeletServer, PodRef
@@ -73,6 +74,7 @@ class NodeAgent:
         self.lifecycle = PodLifecycle(store, cfg, self.runtime, self.informer, clock)
         self.plugins: list[AgentPlugin] = list(plugins)
         self.overlay_state: overlay.OverlayState | None = None
+        self._uplink: str | None = None
         self.vtep_mac: str | None = None
         self.last_heartbeat = 0.0
 
@@ -97,11 +99,21 @@ class NodeAgent:
         self.last_heartbeat = now
 
     # ----- node network --------------------------------------------------------------------------
+    def uplink(self) -> str:
+        """The node's underlay interface: the one holding --node-ip (eth0 in a lab node or a QEMU guest,
+        eth1 on a Vagrant VM), looked up once; naming.NODE_UPLINK when no interface holds it."""
+        if self._uplink is None:
+            from netk8s.dataplane import links
+
+            self._uplink = links.link_with_address(None, self.cfg.node_ip) or naming.NODE_UPLINK
+        return self._uplink
+
     def setup_node_network(self, pod_cidr: str) -> None:
         """cbr0 with the CIDR's first address, the overlay device (its VTEP published), masquerade."""
         net = ipaddress.ip_network(pod_cidr)
         podnet.ensure_node_bridge(None, f"{net.network_address + 1}/{net.prefixlen}", self.cfg.mtu)
-        self.vtep_mac = overlay.ensure_overlay_device(None, self.cfg.overlay, self.cfg.node_ip, pod_cidr)
+        self.vtep_mac = overlay.ensure_overlay_device(None, self.cfg.overlay, self.cfg.node_ip, pod_cidr,
+                                                      self.uplink())
         overlay.ensure_ip_masq()
         if self.vtep_mac:
             registration.publish_vtep(self.store, self.cfg.node, self.vtep_mac)
@@ -109,7 +121,7 @@ class NodeAgent:
 
     def sync_overlay(self) -> None:
         peers = overlay_peers(self.informer.list("Node"))
-        state = overlay.desired_overlay(self.cfg.node, peers, self.cfg.overlay)
+        state = overlay.desired_overlay(self.cfg.node, peers, self.cfg.overlay, self.uplink())
         if state != self.overlay_state:
             overlay.apply_overlay(None, state, self.overlay_state)
             self.overlay_state = state

@@ -77,11 +77,13 @@ def overlay_mtu(mode: str, underlay_mtu: int = config.UNDERLAY_MTU) -> int:
     return underlay_mtu - config.VXLAN_OVERHEAD if check_mode(mode) == "vxlan" else underlay_mtu
 
 
-def desired_overlay(self_name: str, nodes: list[NodeInfo], mode: str) -> OverlayState:
+def desired_overlay(self_name: str, nodes: list[NodeInfo], mode: str,
+                    uplink: str = naming.NODE_UPLINK) -> OverlayState:
     """The routes/neighbours/FDB entries node `self_name` needs to reach every other node's pod CIDR.
 
     Nodes without a pod CIDR are skipped; in vxlan mode so are nodes that have not published their
-    VTEP MAC yet (flannel waits for the lease's VtepMAC the same way).
+    VTEP MAC yet (flannel waits for the lease's VtepMAC the same way). host-gw routes leave through
+    `uplink`, the node's underlay interface (eth0 in a lab node or a QEMU guest, eth1 on a Vagrant VM).
     """
     check_mode(mode)
     routes: list[RouteEntry] = []
@@ -104,12 +106,12 @@ def desired_overlay(self_name: str, nodes: list[NodeInfo], mode: str) -> Overlay
             neighbours.append(NeighEntry(gateway, mac))
             fdb.append(FdbEntry(mac, str(node_ip)))
         else:
-            routes.append(RouteEntry(str(cidr), str(node_ip), naming.NODE_UPLINK))
+            routes.append(RouteEntry(str(cidr), str(node_ip), uplink))
     return OverlayState(mode, tuple(sorted(routes)), tuple(sorted(neighbours)), tuple(sorted(fdb)))
 
 
 def ensure_overlay_device(
-    node_netns: str | None, mode: str, local_ip: str, pod_cidr: str | None = None
+    node_netns: str | None, mode: str, local_ip: str, pod_cidr: str | None = None, uplink: str = naming.NODE_UPLINK
 ) -> str | None:
     """vxlan: make `flannel.1` and return its VTEP MAC; host-gw: remove `flannel.1` if left over, None.
 
@@ -125,7 +127,7 @@ def ensure_overlay_device(
         config.VXLAN_DEV,
         config.VXLAN_VNI,
         local_ip,
-        naming.NODE_UPLINK,
+        uplink,
         config.VXLAN_PORT,
         config.UNDERLAY_MTU - config.VXLAN_OVERHEAD,
     )

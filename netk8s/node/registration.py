@@ -11,6 +11,7 @@ import platform
 
 from netk8s import config
 from netk8s.errors import NetK8sError
+from netk8s.model.status import condition
 from netk8s.node.status import rfc3339
 from netk8s.store.base import Store, mutate
 
@@ -95,7 +96,7 @@ def heartbeat(store: Store, node: str, node_ip: str, pod_cidr: str | None, now: 
 
     def upd(cur: dict) -> dict:
         conds = (cur.get("status") or {}).get("conditions") or []
-        old = next((c for c in conds if c.get("type") == "Ready"), None)
+        old = condition(cur, "Ready")
         cond = ready_condition(now)
         if old and old.get("status") == "True":
             cond["lastTransitionTime"] = old.get("lastTransitionTime", cond["lastTransitionTime"])

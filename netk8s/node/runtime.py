@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import netk8s
-from netk8s.dataplane.procfs import proc_environ, proc_stat
+from netk8s.dataplane.procfs import all_pids, proc_environ, proc_exe, proc_stat
 from netk8s.errors import NetK8sError, ValidationError
 from netk8s.model.naming import PROCESS_TAG_ENV
 from netk8s.node import podexec
@@ -191,11 +191,9 @@ class PodRuntime:
             if not self.alive(uid, name):
                 tail = self._log_tail(uid, name)
                 raise PodRuntimeError(f"pod {uid}: {name} exited at start" + (f": {tail}" if tail else ""))
-            try:
-                if os.readlink(f"/proc/{pid}/exe") != launcher:
-                    return
-            except OSError:
-                pass
+            exe = proc_exe(pid)
+            if exe is not None and exe != launcher:
+                return
             if time.monotonic() >= deadline:
                 raise PodRuntimeError(f"pod {uid}: {name} did not start within {timeout:g}s")
             time.sleep(POLL_INTERVAL / 5)
@@ -309,12 +307,12 @@ class PodRuntime:
         while any member is left; the tag check keeps unrelated processes out regardless."""
         entry = f"{PROCESS_TAG_ENV}={self.tag}".encode()
         members = []
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit() or int(d.name) == sid:
+        for pid in all_pids():
+            if pid == sid:
                 continue
-            stat = proc_stat(int(d.name))
-            if stat is not None and stat[1] == sid and stat[0] not in ("Z", "X") and _has_env(int(d.name), entry):
-                members.append(int(d.name))
+            stat = proc_stat(pid)
+            if stat is not None and stat[1] == sid and stat[0] not in ("Z", "X") and _has_env(pid, entry):
+                members.append(pid)
         return members
 
     def _kill(self, uid: str, name: str, info: Mapping) -> None:

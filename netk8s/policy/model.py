@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from netk8s.model import labels as lbl
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# On a Namespace: log (NFLOG) the packets policy drops in its pods (Antrea's
+# policy.antrea.io/enable-np-logging does the same for K8s NetworkPolicies); docs/networkpolicy.md.
+LOG_DROPS_ANNOTATION = "netk8s.io/log-drops"
 IPNet = ipaddress.IPv4Network
 
 
@@ -137,10 +140,25 @@ class PodPolicy:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One direction the verdict passed: whose chain (pod, node), what decided it and by which refs.
+
+    outcome: "open" (no policy isolates the pod that way), "allowed" (refs: the clause refs that
+    allow it), "dropped" (refs: the isolating policies), "own-node" (ingress from the pod's node)."""
+
+    direction: str
+    pod: str
+    node: str
+    outcome: str
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Verdict:
     allowed: bool
     reasons: tuple[str, ...]
     deciding: tuple[str, ...] = ()  # the clause refs that allow it, or the policies that isolate
+    steps: tuple[Step, ...] = ()  # per direction, in the order the kernel evaluates them
 
     def __str__(self) -> str:
         return ("ALLOWED" if self.allowed else "DROPPED") + "".join(f"\n  {r}" for r in self.reasons)
@@ -151,6 +169,7 @@ class Model:
     pods: dict[str, Pod]  # by ns/name
     policies: dict[str, PodPolicy]  # by pod key, every pod
     node_ips: dict[str, frozenset[str]] = field(default_factory=dict)  # node -> its own addresses
+    log_namespaces: frozenset[str] = frozenset()  # namespaces annotated LOG_DROPS_ANNOTATION "true"
 
     def pod_by_ip(self, ip: str) -> Pod | None:
         return next((p for p in self.pods.values() if p.ip == ip), None)
@@ -164,37 +183,44 @@ class Model:
         src, dst = self.pod_by_ip(src_ip), self.pod_by_ip(dst_ip)
         if src is not None and dst is not None and src.key == dst.key:
             return Verdict(True, (f"{src.key} reaches itself over loopback: no policy applies",))
-        steps: list[tuple[bool, str, list[str]]] = []
+        steps: list[tuple[bool, str, list[str], Step]] = []
         if src is not None:
             steps.append(_direction(self.policy_of(src), "egress", dst_ip, protocol, port,
                                     f"to {dst.key if dst else dst_ip}"))
         if dst is not None and src_ip in self.node_ips.get(dst.node, frozenset()):
-            steps.append((True, f"ingress of {dst.key}: from its own node {dst.node}: always allowed", []))
+            steps.append((True, f"ingress of {dst.key}: from its own node {dst.node}: always allowed", [],
+                          Step("ingress", dst.key, dst.node, "own-node")))
         elif dst is not None:
             steps.append(_direction(self.policy_of(dst), "ingress", src_ip, protocol, port,
                                     f"from {src.key if src else src_ip}"))
         reasons: list[str] = []
         deciding: list[str] = []
-        for ok, why, refs in steps:
+        done: list[Step] = []
+        for ok, why, refs, step in steps:
             reasons.append(why)
             deciding += refs
+            done.append(step)
             if not ok:
-                return Verdict(False, tuple(reasons), tuple(deciding))
-        return Verdict(True, tuple(reasons), tuple(deciding))
+                return Verdict(False, tuple(reasons), tuple(deciding), tuple(done))
+        return Verdict(True, tuple(reasons), tuple(deciding), tuple(done))
 
 
 def _direction(pp: PodPolicy, direction: str, peer_ip: str, protocol: str, port: int,
-               what: str) -> tuple[bool, str, list[str]]:
+               what: str) -> tuple[bool, str, list[str], Step]:
     isolating = pp.ingress_by if direction == "ingress" else pp.egress_by
     head = f"{direction} of {pp.pod.key} {what} on {port}/{protocol}"
+    key, node = pp.pod.key, pp.pod.node
     if not isolating:
-        return True, f"{head}: not isolated (no policy selects it for {direction}): allowed", []
+        return (True, f"{head}: not isolated (no policy selects it for {direction}): allowed", [],
+                Step(direction, key, node, "open"))
     clauses = pp.ingress if direction == "ingress" else pp.egress
-    allowing = [c.ref for c in clauses if c.matches(peer_ip, protocol, port)]
+    allowing = list(dict.fromkeys(c.ref for c in clauses if c.matches(peer_ip, protocol, port)))
     if allowing:
-        return True, f"{head}: allowed by {', '.join(allowing)}", allowing
-    return False, (f"{head}: isolated by {', '.join('networkpolicy ' + p for p in isolating)} "
-                   "and no rule allows it: dropped"), list(isolating)
+        return (True, f"{head}: allowed by {', '.join(allowing)}", allowing,
+                Step(direction, key, node, "allowed", tuple(allowing)))
+    return (False, (f"{head}: isolated by {', '.join('networkpolicy ' + p for p in isolating)} "
+                    "and no rule allows it: dropped"), list(isolating),
+            Step(direction, key, node, "dropped", tuple(isolating)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -226,7 +252,7 @@ def inputs_of(obj: dict) -> str:
                         status.get("phase") in ("Succeeded", "Failed"),
                         [c.get("ports") for c in spec.get("containers") or []]]
     elif kind == "Namespace":
-        read = meta.get("labels")
+        read = [meta.get("labels"), (meta.get("annotations") or {}).get(LOG_DROPS_ANNOTATION)]
     elif kind == "Node":
         read = [spec.get("podCIDR"), [a for a in status.get("addresses") or [] if a.get("type") == "InternalIP"]]
     else:  # NetworkPolicy, and anything else: the whole spec
@@ -367,9 +393,12 @@ def build(pods: Iterable[dict], policies: Iterable[dict], namespaces: Iterable[d
     still counts as a peer. `Model.policies` then holds just those pods."""
     model_pods = [p for p in (pod_from_object(o) for o in pods) if p is not None]
     ns_labels: dict[str, dict[str, str]] = {}
+    logging_ns: set[str] = set()
     for ns in namespaces:
         meta = ns.get("metadata") or {}
         ns_labels[meta["name"]] = {**(meta.get("labels") or {}), NAMESPACE_NAME_LABEL: meta["name"]}
+        if str((meta.get("annotations") or {}).get(LOG_DROPS_ANNOTATION, "")).lower() == "true":
+            logging_ns.add(meta["name"])
     for p in model_pods:  # a namespace object not (yet) seen still has its name label
         ns_labels.setdefault(p.namespace, {NAMESPACE_NAME_LABEL: p.namespace})
     res = _Resolver(model_pods, ns_labels)
@@ -398,4 +427,4 @@ def build(pods: Iterable[dict], policies: Iterable[dict], namespaces: Iterable[d
                 egress += _clauses(key, "egress", spec.get("egress") or [], pod, res)
         result[pod.key] = PodPolicy(pod, tuple(ingress_by), tuple(egress_by), tuple(ingress), tuple(egress))
     node_ips = {n["metadata"]["name"]: node_addresses(n) for n in nodes}
-    return Model({p.key: p for p in model_pods}, result, node_ips)
+    return Model({p.key: p for p in model_pods}, result, node_ips, frozenset(logging_ns))

@@ -40,6 +40,10 @@ FAMILY = "ip"
 TABLE = "netk8s-policy"
 INGRESS_MAP = "ingress-pods"
 EGRESS_MAP = "egress-pods"
+# Drops in the pods of a namespace annotated netk8s.io/log-drops=true go to this NFLOG group, each with
+# the prefix LOG_PREFIX + the chain's name (the agent maps it back to the pod and its policies).
+NFLOG_GROUP = 100
+LOG_PREFIX = "netk8s-drop "
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,20 @@ def _port_matches(clause: Clause) -> list[str]:
     return out
 
 
-def _chain(pp: PodPolicy, direction: str, own: tuple[str, ...], sets: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+def log_statement(chain: str) -> str:
+    """nft's log statement for the drops of `chain` (queue-threshold 1: the kernel sends each one at once)."""
+    return f'log group {NFLOG_GROUP} prefix "{LOG_PREFIX}{chain} " queue-threshold 1'
+
+
+def chain_of_prefix(prefix: str) -> str | None:
+    """The chain a logged packet's prefix names (None: not one of ours)."""
+    if not prefix.startswith(LOG_PREFIX):
+        return None
+    return prefix.removeprefix(LOG_PREFIX).strip() or None
+
+
+def _chain(pp: PodPolicy, direction: str, own: tuple[str, ...], sets: dict[str, tuple[str, ...]],
+           log_as: str = "") -> tuple[str, ...]:
     addr = "saddr" if direction == "ingress" else "daddr"
     rules = [f"ip saddr {pp.pod.ip} ip daddr {pp.pod.ip} return"]  # hairpin to itself: loopback semantics
     if direction == "ingress" and own:
@@ -107,7 +124,8 @@ def _chain(pp: PodPolicy, direction: str, own: tuple[str, ...], sets: dict[str, 
                 match = " ".join(x for x in (pm, portm) if x)
                 rules.append(f"{match + ' ' if match else ''}counter return {comment}")
     by = pp.ingress_by if direction == "ingress" else pp.egress_by
-    rules.append(f'counter drop comment "isolated by {", ".join(by)}"')
+    log = f"{log_statement(log_as)} " if log_as else ""
+    rules.append(f'counter {log}drop comment "isolated by {", ".join(by)}"')
     return tuple(rules)
 
 
@@ -123,7 +141,8 @@ def node_rules(model: Model, node: str) -> NodeRules:
             if not by:
                 continue
             name = chain_name(direction, key)
-            rules.chains[name] = _chain(pp, direction, own, rules.sets)
+            log_as = name if pp.pod.namespace in model.log_namespaces else ""
+            rules.chains[name] = _chain(pp, direction, own, rules.sets, log_as)
             rules.comments[name] = key
             target[pp.pod.ip] = name
     return rules

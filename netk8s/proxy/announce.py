@@ -70,11 +70,22 @@ def in_lb_pool(ip: str) -> bool:
 class Announcer:
     """Holds the LoadBalancer IPs this node owns as /32s on its uplink (inside the node namespace)."""
 
-    def __init__(self, node_name: str, uplink: str = naming.NODE_UPLINK, netns: str | None = None) -> None:
+    def __init__(self, node_name: str, uplink: str = naming.NODE_UPLINK, netns: str | None = None,
+                 node_ips: tuple[str, ...] = ()) -> None:
         self.node_name = node_name
-        self.uplink = uplink
+        self.uplink = uplink  # "": the interface holding one of node_ips, found at the first sync
         self.netns = netns  # None: the namespace we run in (the agent runs in the node's)
+        self.node_ips = node_ips
         self.announced: set[str] = set()
+
+    def link(self) -> str:
+        """The uplink: given, or the interface holding a node IP (eth1 on a Vagrant VM), else eth0."""
+        if not self.uplink:
+            from netk8s.dataplane import links
+
+            found = (links.link_with_address(self.netns, ip) for ip in self.node_ips)
+            self.uplink = next((name for name in found if name), naming.NODE_UPLINK)
+        return self.uplink
 
     def desired(self, lb_map: Mapping[str, str | None]) -> set[str]:
         return {ip for ip, node in lb_map.items() if node == self.node_name and in_lb_pool(ip)}
@@ -85,16 +96,16 @@ class Announcer:
 
         want = self.desired(lb_map)
         present = set()
-        for cidr in links.list_addresses(self.netns, self.uplink):
+        for cidr in links.list_addresses(self.netns, self.link()):
             ip, _, plen = cidr.partition("/")
             if plen == "32" and in_lb_pool(ip):
                 present.add(ip)
         for ip in sorted(present - want):
-            links.delete_address(self.netns, self.uplink, f"{ip}/32")
+            links.delete_address(self.netns, self.link(), f"{ip}/32")
             log.info("stopped announcing %s", ip)
         for ip in sorted(want - present):
-            links.ensure_address(self.netns, self.uplink, f"{ip}/32")
-            log.info("announcing %s on %s", ip, self.uplink)
+            links.ensure_address(self.netns, self.link(), f"{ip}/32")
+            log.info("announcing %s on %s", ip, self.link())
             self.gratuitous_arp(ip)
         self.announced = want
         return want
@@ -105,7 +116,7 @@ class Announcer:
             return  # the ARP goes out of our own namespace only
         from netk8s.dataplane import arp
 
-        arp.gratuitous_arp(self.uplink, ip)
+        arp.gratuitous_arp(self.link(), ip)
 
     def release_all(self) -> None:
         """Drop every pool /32 from the uplink (agent shutdown or proxy-mode change)."""

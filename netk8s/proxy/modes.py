@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netk8s.errors import NetK8sError
+from netk8s.model import naming
 from netk8s.model.iptsave import chain_names, table_lines
 
 log = logging.getLogger("netk8s.proxy")
@@ -72,7 +73,7 @@ def iptables_cleanup_text(saved: dict[str, str], keep: frozenset[str] = frozense
     for table, text in sorted(saved.items()):
         lines = table_lines(text, table)
         chains = chain_names(lines)
-        ours = [c for c in chains if c.startswith("KUBE-") and c not in keep]
+        ours = [c for c in chains if c.startswith(naming.KUBE_CHAIN_PREFIX) and c not in keep]
         if not ours:
             continue
         jumps = []

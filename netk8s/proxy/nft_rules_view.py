@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netk8s.proxy.model import ProxyState, ServicePort
-from netk8s.proxy.rules_view import _title, _wanted, join_sections
+from netk8s.proxy.rules_view import _title, _wanted, join_sections, spread_lines
 
 MAPS = ("service-ips", "service-nodeports", "no-endpoint-services", "no-endpoint-nodeports")
 FOLLOW_PREFIXES = ("service-", "external-", "local-", "endpoint-", "firewall-")
@@ -134,12 +134,7 @@ def _section(sp: ServicePort, chains: dict[str, list[NftRule]], maps: dict[str, 
               for r in chains[c] if r.dnat]
     total = sum(p for _, _, p in spread)
     if spread:
-        lines.append("  traffic by endpoint (new connections):")
-        addr_w = max(len(a) for a, _, _ in spread)
-        for addr, _, packets in spread:
-            share = f"{100.0 * packets / total:5.1f}%" if total else "    -"
-            lines.append(f"    {addr:<{addr_w}}  {packets:>{width}}  {share}")
-        lines.append(f"    {'total':<{addr_w}}  {total:>{width}}")
+        lines += spread_lines(spread, width, chain_width=None)
     elif not elements:
         lines.append("  (no elements programmed for this service port on this node)")
     else:

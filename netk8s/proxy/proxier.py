@@ -310,7 +310,7 @@ class Proxier(Generic[R]):
         self.config = config
         self.conntrack = conntrack if conntrack is not None else _kernel_conntrack()
         self.healthcheck = healthcheck if healthcheck is not None else HealthCheckServer()
-        self.announcer = announcer if announcer is not None else Announcer(node.node_name)
+        self.announcer = announcer if announcer is not None else Announcer(node.node_name, uplink="", node_ips=tuple(node.node_ips))
         self.monotonic = monotonic
         self.cache = StateCache(node.node_name)  # the informer's objects as the proxy sees them
 

@@ -26,6 +26,7 @@ from netk8s.model.iptsave import chain_names, table_lines
 from netk8s.model.naming import (
     EXT_PREFIX,
     FW_PREFIX,
+    KUBE_CHAIN_PREFIX,
     KUBE_EXTERNAL_SERVICES,
     KUBE_FORWARD,
     KUBE_MARK_MASQ,
@@ -425,9 +426,9 @@ def chains_for_cleanup(existing: Mapping[str, Iterable[str]] | Iterable[str] = (
             found.update(chain_names(sections[table]))
     tables = {
         "filter": list(FILTER_TOP_CHAINS) + sorted(
-            c for c in filter_existing if c.startswith("KUBE-") and c not in FILTER_TOP_CHAINS),
+            c for c in filter_existing if c.startswith(KUBE_CHAIN_PREFIX) and c not in FILTER_TOP_CHAINS),
         "nat": list(NAT_TOP_CHAINS) + sorted(
-            c for c in nat_existing if c.startswith("KUBE-") and c not in NAT_TOP_CHAINS),
+            c for c in nat_existing if c.startswith(KUBE_CHAIN_PREFIX) and c not in NAT_TOP_CHAINS),
     }
     lines: list[str] = []
     for table, chains in tables.items():

@@ -52,6 +52,8 @@ IPSETS: tuple[tuple[str, str, str], ...] = (
     (naming.IPSET_NODE_PORT_LOCAL_UDP, "bitmap:port", "Kubernetes nodeport UDP port with externalTrafficPolicy=local"),
 )
 IPSET_NAMES = tuple(name for name, _, _ in IPSETS)
+NODE_PORT_SETS = {"TCP": naming.IPSET_NODE_PORT_TCP, "UDP": naming.IPSET_NODE_PORT_UDP}
+NODE_PORT_LOCAL_SETS = {"TCP": naming.IPSET_NODE_PORT_LOCAL_TCP, "UDP": naming.IPSET_NODE_PORT_LOCAL_UDP}
 
 NAT_CHAINS = (naming.KUBE_SERVICES, naming.KUBE_POSTROUTING, naming.KUBE_NODE_PORT, naming.KUBE_LOAD_BALANCER,
               naming.KUBE_MARK_MASQ)
@@ -199,9 +201,9 @@ def render_desired(state: ProxyState, node: NodeContext, scheduler: str = DEFAUL
                 sets[naming.IPSET_LOAD_BALANCER_LOCAL].add(_entry(ip, sp))
             serve(ip, sp.port, external)
         if sp.node_port and sp.protocol in ("TCP", "UDP"):
-            sets[f"KUBE-NODE-PORT-{sp.protocol}"].add(str(sp.node_port))
+            sets[NODE_PORT_SETS[sp.protocol]].add(str(sp.node_port))
             if plan.external_local:
-                sets[f"KUBE-NODE-PORT-LOCAL-{sp.protocol}"].add(str(sp.node_port))
+                sets[NODE_PORT_LOCAL_SETS[sp.protocol]].add(str(sp.node_port))
             for ip in node.node_ips:
                 serve(ip, sp.node_port, external)
     out.iptables = iptables_text(node)

@@ -117,6 +117,21 @@ def _spread(rules: dict[str, list[Rule]], chains: list[str]) -> list[tuple[str, 
     return out
 
 
+def spread_lines(spread: list[tuple[str, str, int]], width: int, chain_width: int | None) -> list[str]:
+    """"traffic by endpoint": each (address, chain, packets) with its share of the new connections, and the
+    total; the chain column only when `chain_width` is given."""
+    total = sum(p for _, _, p in spread)
+    addr_w = max(len(a) for a, _, _ in spread)
+    lines = ["  traffic by endpoint (new connections):"]
+    for addr, chain, packets in spread:
+        share = f"{100.0 * packets / total:5.1f}%" if total else "    -"
+        column = "" if chain_width is None else f"{chain:<{chain_width}} "
+        lines.append(f"    {addr:<{addr_w}}  {column}{packets:>{width}}  {share}")
+    column = "" if chain_width is None else f"{'':<{chain_width}} "
+    lines.append(f"    {'total':<{addr_w}}  {column}{total:>{width}}")
+    return lines
+
+
 def _section(title: str, rules: dict[str, list[Rule]], entries: list[Rule],
              state_eps: list[str] | None, filter_entries: Sequence[Rule] = ()) -> tuple[list[str], int]:
     chains = _walk(rules, entries)
@@ -139,16 +154,16 @@ def _section(title: str, rules: dict[str, list[Rule]], entries: list[Rule],
     spread = _spread(rules, chains)
     total = sum(p for _, _, p in spread)
     if spread:
-        lines.append("  traffic by endpoint (new connections):")
-        addr_w = max(len(a) for a, _, _ in spread)
-        for addr, chain, packets in spread:
-            share = f"{100.0 * packets / total:5.1f}%" if total else "    -"
-            lines.append(f"    {addr:<{addr_w}}  {chain:<25} {packets:>{width}}  {share}")
-        lines.append(f"    {'total':<{addr_w}}  {'':<25} {total:>{width}}")
+        lines += spread_lines(spread, width, chain_width=25)
     elif not entries and not filter_entries:
         lines.append("  (no rules programmed for this service port on this node)")
     elif any(r.target == "REDIRECT" or r.chain.endswith("-HOST") for r in entries):
         lines.append("  (redirected to the userspace proxy's socket, which spreads connections round-robin)")
+        # the nat table sees a connection's first packet only: each redirect's counter is its connections
+        total = sum(r.packets for r in entries if r.target in ("REDIRECT", "DNAT"))
+        if state_eps:
+            lines.append(f"  endpoints known here (the proxy picks among the ready ones): {', '.join(state_eps)}")
+        return lines, total
     else:
         lines.append("  (no endpoint chains: traffic is rejected or dropped)")
     if state_eps is not None:

@@ -121,6 +121,14 @@ class Lab:
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}\n{self.logs_tail()}")
 
+    def wait_value(self, what: str, produce: Callable[[], Any], accept: Callable[[Any], bool],
+                   timeout: float = 60) -> Any:
+        """The first value of `produce()` that `accept` takes, polled until `timeout` s (a deadline)."""
+        def check() -> Any:
+            value = produce()
+            return value if accept(value) else None
+        return self.wait_for(what, check, timeout)
+
     def ready_pods(self, selector: str, count: int, timeout: float = 60) -> list[dict]:
         def check() -> list[dict] | None:
             pods = [p for p in self.pods(selector) if not p["metadata"].get("deletionTimestamp")]

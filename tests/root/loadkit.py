@@ -20,8 +20,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.root.labkit import Lab
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
 
 REPORT_ENV = "NETK8S_STRESS_REPORT"
 
@@ -135,7 +139,7 @@ class RequestLoop(threading.Thread):
             if self.nodes is None:
                 self.nodes = [n["metadata"]["name"] for n in self.lab.get_json("get", "nodes")["items"]]
             self.snapshots.append(snapshot(self.lab, failure, self.nodes))
-        except Exception as e:  # a snapshot that cannot be taken must not hide the failure itself
+        except Exception as e:  # noqa: BLE001 a snapshot that cannot be taken must not hide the failure itself
             failure["snapshot_error"] = repr(e)
 
     def check(self, min_ok: int) -> None:
@@ -154,7 +158,7 @@ class Burners:
         self.count = count or os.cpu_count() or 1
         self.procs: list[subprocess.Popen] = []
 
-    def __enter__(self) -> Burners:
+    def __enter__(self) -> Self:
         self.procs = [subprocess.Popen([sys.executable, "-c", "while True:\n    pass\n"],
                                        stdin=subprocess.DEVNULL) for _ in range(self.count)]
         return self

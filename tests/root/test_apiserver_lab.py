@@ -201,9 +201,11 @@ def test_kill_9_of_the_api_server_loses_nothing_and_the_components_resume(lab: L
                 "spec: {selector: {app: web}, ports: [{port: 81, targetPort: 80}]}\n")
     pods = lab.ready_pods("app=web", 3, timeout=90)
     assert {p["spec"]["nodeName"] for p in pods} <= {"node1", "node2"}
-    eps = lab.wait_for("3 endpoints for after", lambda: (lambda e: e if sum(
-        len(s.get("addresses") or []) for s in e.get("subsets") or []) == 3 else None)(
-        lab.get_json("endpoints", "after")))
+    def three_endpoints() -> dict | None:
+        e = lab.get_json("endpoints", "after")
+        return e if sum(len(s.get("addresses") or []) for s in e.get("subsets") or []) == 3 else None
+
+    eps = lab.wait_for("3 endpoints for after", three_endpoints)
     assert eps["metadata"]["name"] == "after"
     body = lab.wait_for("the new Service answering by name", lambda: _http(lab, "client", "http://after:81/"))
     assert "Welcome to nginx" in body

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from netk8s.ingress import certs
 from netk8s.ingress.nginx import OWNER_FILE, WORKDIR_PREFIX
 from netk8s.lab.manager import lab_processes
 from netk8s.model import naming
+from tests.root.kubectlkit import KUBECTL
 from tests.root.labkit import REPO, Lab, running, unique_name
 
 pytestmark = pytest.mark.root
@@ -183,6 +185,19 @@ def test_status_gets_the_lb_ip_and_get_shows_the_columns(lab: Lab) -> None:
     row = next(line.split() for line in out if line.startswith("my-ingress "))
     assert row[1:5] == ["nginx", "www.example.com", ip, "80"]  # class set by the DefaultIngressClass admission
     assert lab.get_json("ingress", "my-ingress")["apiVersion"] == "networking.k8s.io/v1"
+    # the real kubectl through the lab's API server prints its own columns for the same object
+    home = lab.state_dir / "kubectl-home"
+    home.mkdir(exist_ok=True)
+    env = dict(os.environ, KUBECONFIG=str(lab.kubeconfig), HOME=str(home))
+    got = subprocess.run([str(KUBECTL), "get", "ingress", "-o", "wide"], env=env, capture_output=True, text=True,
+                         timeout=60, check=True).stdout.splitlines()
+    assert got[0].split() == ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], got
+    assert next(line.split() for line in got if line.startswith("my-ingress "))[1:5] == [
+        "nginx", "www.example.com", ip, "80"], got
+    described = subprocess.run([str(KUBECTL), "describe", "ingress", "my-ingress"], env=env, capture_output=True,
+                               text=True, timeout=60, check=True).stdout
+    assert re.search(r"Ingress Class:\s+nginx", described) and re.search(r"Address:\s+" + re.escape(ip), described)
+    assert re.search(r"www\.example\.com\s*\n?\s*/\s+my-service:", described), described
 
 
 # (path, the Service that answers) for ROUTES: element-wise Prefix, longest match, Exact over Prefix,

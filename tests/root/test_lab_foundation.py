@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -107,7 +106,7 @@ def test_two_containers_share_localhost(lab: Lab) -> None:
 
 def test_deleted_pod_is_replaced_with_new_name(lab: Lab) -> None:
     before = {p["metadata"]["name"] for p in lab.ready_pods("app=nginx", 3)}
-    victim = sorted(before)[0]
+    victim = min(before)
     lab.cli("delete", "pod", victim)
     after = lab.ready_pods("app=nginx", 3)
     names = {p["metadata"]["name"] for p in after}

@@ -29,7 +29,7 @@ spec:
 
 
 def netns_of(lab: str) -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     return [line.split()[0] for line in out.splitlines() if line.startswith(naming.lab_netns_prefix(lab))]
 
 

@@ -63,10 +63,13 @@ def test_cross_node_traffic_per_overlay(overlay: str, tmp_path) -> None:
     try:
         lab.up()
         lab.apply(PODS)
-        pods = lab.wait_for("both pods ready", lambda: (lambda ps: ps if len(ps) == 2 and all(map(is_ready, ps))
-                                                         else None)(lab.pods()), timeout=60)
+        def both_ready() -> list | None:
+            ps = lab.pods()
+            return ps if len(ps) == 2 and all(map(is_ready, ps)) else None
+
+        pods = lab.wait_for("both pods ready", both_ready, timeout=60)
         ip = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
-        fetch = lambda: lab.exec("client", "wget", "-qO-", f"http://{ip['server']}/")  # noqa: E731
+        fetch = lambda: lab.exec("client", "wget", "-qO-", f"http://{ip['server']}/")
         if overlay == "vxlan":
             # tcpdump calls UDP 8472 "OTV" by default; -T vxlan decodes it as VXLAN (RFC 7348)
             out = capture(lab, "udp port 8472", 2, fetch, decode=["-T", "vxlan"])

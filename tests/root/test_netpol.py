@@ -448,7 +448,8 @@ def test_policy_why_agrees_with_the_probes(world: World) -> None:
         got = probe_all(world, todo)
 
         def why(cell: Cell) -> bool:
-            out = netk8s(world.lab, "policy", "why", cell.src, cell.dst, str(cell.port), "--proto", cell.proto.lower())
+            out = netk8s(world.lab, "policy", "why", cell.src, cell.dst, str(cell.port), "--proto", cell.proto.lower(),
+                         "--no-kernel")
             first = out.splitlines()[0]
             assert first in ("ALLOWED", "DROPPED"), out
             return first == "ALLOWED"
@@ -564,6 +565,101 @@ def test_a_new_pod_matching_a_selector_is_let_in(world: World) -> None:
         lab.cli("delete", "pod", "b2", "-n", "x", check=False)
         delete_policies(lab)
         lab.wait_for("x/b2 gone", lambda: "x/b2" not in world.refresh().pods, timeout=90)
+
+
+def annotate_namespace(lab: Lab, name: str, key: str, value: str | None) -> None:
+    """Set (or remove) one annotation of a Namespace through the lab's store, as `kubectl annotate` would."""
+    from netk8s.store.base import mutate
+
+    def change(obj: dict) -> dict:
+        notes = obj["metadata"].setdefault("annotations", {})
+        if value is None:
+            notes.pop(key, None)
+        else:
+            notes[key] = value
+        return obj
+
+    info = json.loads((lab.state_dir / lab.name / "lab.json").read_text())
+    store = open_store(info["store"])
+    try:
+        mutate(store, "Namespace", "", name, change)
+    finally:
+        store.close()
+
+
+def policy_table(lab: Lab, node: str) -> str:
+    return netns.run_in_netns(naming.node_netns(lab.name, node), ["nft", "list", "table", "ip", "netk8s-policy"],
+                              timeout=30).stdout
+
+
+FROM_B = np("from-b", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [
+    {"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}]})
+
+
+def test_drops_are_logged_with_the_pods_and_policy_once_the_namespace_asks(world: World) -> None:
+    """Off by default: no log statement. With netk8s.io/log-drops=true on x, a denied probe into x/a
+    shows in `policy drops` (5-tuple, both pods, the isolating policy); an allowed one does not."""
+    lab = world.lab
+    node = world.pods["x/a"]["spec"]["nodeName"]
+    apply_policies(lab, [FROM_B])
+    try:
+        converge(world)
+        assert "log group" not in policy_table(lab, node) and "isolated by x/from-b" in policy_table(lab, node)
+        annotate_namespace(lab, "x", "netk8s.io/log-drops", "true")
+        lab.wait_for("the drop rule logs", lambda: 'log prefix "netk8s-drop in-' in policy_table(lab, node), timeout=30)
+        ips = _ip_of(world)
+        denied = Cell("x/c", "x/a", ips["x/a"], 80, "TCP", ips["x/c"], (ips["x/a"],))
+        allowed = Cell("x/b", "x/a", ips["x/a"], 80, "TCP", ips["x/b"], (ips["x/a"],))
+        started = time.time()
+        assert probe_all(world, [denied, allowed]) == {denied: False, allowed: True}
+
+        def logged() -> list[dict]:
+            out = netk8s(lab, "policy", "drops", "--node", node, "-o", "json", "--tail", "-1")
+            return [d for d in map(json.loads, out.splitlines()) if d["time"] >= started - 1]
+
+        lab.wait_for("the denied probe in the drop log", lambda: any(d["src_pod"] == "x/c" for d in logged()), timeout=30)
+        got = [d for d in logged() if d["src_pod"] == "x/c"]
+        assert {(d["dst_pod"], d["dst"], d["dport"], d["protocol"], d["direction"], d["pod"], tuple(d["isolated_by"]))
+                for d in got} == {("x/a", ips["x/a"], 80, "TCP", "ingress", "x/a", ("x/from-b",))}, got
+        assert all(d["src"] == ips["x/c"] and d["sport"] > 0 for d in got)
+        assert not [d for d in logged() if d["src_pod"] == "x/b"], "an allowed connection is not a drop"
+        text = netk8s(lab, "policy", "drops", "--node", node, "-n", "x")
+        assert "x/c (" in text and "-> x/a (" in text and "isolated by x/from-b" in text
+    finally:
+        annotate_namespace(lab, "x", "netk8s.io/log-drops", None)
+        delete_policies(lab)
+    lab.wait_for("no log rule left", lambda: "log group" not in policy_table(lab, node), timeout=30)
+
+
+def test_policy_why_probe_kernel_agrees_for_an_allowed_and_a_denied_pair(world: World) -> None:
+    """`policy why --probe`: one real connection moves the counter of the rule the model says decides
+    (the allowing rule on x/a's node, and the source's egress rule on its own node; the drop)."""
+    lab = world.lab
+    egress = np("c-out", {"podSelector": {"matchLabels": {"pod": "b"}}, "policyTypes": ["Egress"], "egress": [
+        {"to": [{"podSelector": {"matchLabels": {"pod": "a"}}}], "ports": [{"port": 80}]}]})
+    apply_policies(lab, [FROM_B, egress])
+    try:
+        converge(world)
+
+        def why(src: str, dst: str) -> dict:
+            return json.loads(netk8s(lab, "policy", "why", src, dst, "80", "-n", "x", "--probe", "-o", "json"))
+
+        ok = why("b", "a")  # x/b (egress isolated, node2) -> x/a (ingress isolated, node1)
+        assert ok["allowed"] and ok["probe"]["ok"] and ok["agrees"], ok
+        assert [(k["direction"], k["outcome"], k["node"]) for k in ok["kernel"]] == [
+            ("egress", "allowed", world.pods["x/b"]["spec"]["nodeName"]),
+            ("ingress", "allowed", world.pods["x/a"]["spec"]["nodeName"])], ok
+        assert all(k["moved"] >= 1 for k in ok["kernel"]), ok
+        no = why("c", "a")
+        assert not no["allowed"] and not no["probe"]["ok"] and no["agrees"], no
+        # x/c's egress is open (no chain to count), x/a's drop rule counted the probe's SYN (and retries)
+        assert [(k["direction"], k["outcome"], k["agrees"]) for k in no["kernel"]] == [
+            ("egress", "open", True), ("ingress", "dropped", True)], no
+        assert no["kernel"][0]["moved"] is None and no["kernel"][1]["moved"] >= 1, no
+        text = netk8s(lab, "policy", "why", "c", "a", "80", "-n", "x")
+        assert text.splitlines()[0] == "DROPPED" and "kernel: ingress of x/a" in text and "kernel agrees" in text, text
+    finally:
+        delete_policies(lab)
 
 
 # Service traffic to a protected pod in every proxy mode this kernel runs (IPVS needs the ip_vs module,

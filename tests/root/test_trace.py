@@ -109,9 +109,9 @@ def ruleset(lab: Lab) -> dict[str, str]:
 
 
 def same_rules(before: dict[str, str], after: dict[str, str]) -> None:
-    for key in before:
-        if before[key] != after[key]:
-            diff = "\n".join(difflib.unified_diff(before[key].splitlines(), after[key].splitlines(), lineterm=""))
+    for key, old in before.items():
+        if old != after[key]:
+            diff = "\n".join(difflib.unified_diff(old.splitlines(), after[key].splitlines(), lineterm=""))
             raise AssertionError(f"{key} changed:\n{diff}")
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
-import warnings
 import threading
+import warnings
 from pathlib import Path
 
 from aiohttp import web

@@ -17,8 +17,17 @@ from pathlib import Path
 import pytest
 import urllib3
 
-from netk8s.errors import AlreadyExists, BadRequest, Conflict, Expired, Forbidden, NetK8sError, NotFound, \
-    Unauthorized, ValidationError
+from netk8s.errors import (
+    AlreadyExists,
+    BadRequest,
+    Conflict,
+    Expired,
+    Forbidden,
+    NetK8sError,
+    NotFound,
+    Unauthorized,
+    ValidationError,
+)
 from netk8s.lab.pki import LabPki, certificate_sans, certificate_subject, lab_credentials
 from netk8s.store import kubeconfig
 from netk8s.store.apiclient import (

@@ -134,6 +134,14 @@ def test_policy_why_through_the_cli(lab_env: Path) -> None:  # noqa: F811
     no = runner.invoke(cli, ["policy", "why", "default/cli", "web", "81", "--proto", "udp"])
     assert no.exit_code == 0 and no.output.splitlines()[0] == "DROPPED"
     assert "isolated by networkpolicy default/web-in and no rule allows it: dropped" in no.output
+    # no node namespace behind this store: the verdict stands, the kernel lines say the node was not read
+    assert "kernel: cannot read node1:" in no.output and "kernel agrees" not in no.output
+    model_only = runner.invoke(cli, ["policy", "why", "default/cli", "web", "81", "--no-kernel", "-o", "json"])
+    assert model_only.exit_code == 0 and json.loads(model_only.output)["allowed"] is False
+    assert "kernel" not in json.loads(model_only.output)
+    for args, word in ((["--probe", "--no-kernel"], "--probe"), (["--probe", "--proto", "sctp"], "--probe")):
+        refused = runner.invoke(cli, ["policy", "why", "cli", "web", "80", *args])
+        assert refused.exit_code != 0 and word in refused.output, refused.output
     bad = runner.invoke(cli, ["policy", "why", "cli", "nothere", "80"])
     assert bad.exit_code == 1 and 'DST: pod "default/nothere" not found' in bad.output
     bad = runner.invoke(cli, ["policy", "why", "cli", "web", "99999"])

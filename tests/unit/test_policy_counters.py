@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import pytest
+
 from netk8s.cli.describe import describe
-from netk8s.policy.counters import policy_counters
+from netk8s.policy.counters import chain_counters, check_step, policy_counters
+from netk8s.policy.model import Step
+from netk8s.policy.nftables import chain_name
 
 
 def rule(chain: str, comment: str, packets: int, size: int, verdict: str = "return") -> dict:
@@ -64,3 +68,54 @@ def test_describe_says_why_counters_are_missing_and_works_without_them() -> None
     assert "Selected Pods: <none>" in text
     assert "Packet Counters: <unavailable: reading the nodes' kernels needs root>" in text
     assert "Packet Counters" not in describe(NP, {}, 0) and "Selected Pods" not in describe(NP, {}, 0)
+
+
+# ----- `policy why`: the kernel's side of each step (netk8s.policy.counters.check_step)
+
+
+A_IN = chain_name("ingress", "x/a")
+
+
+def table_with(*rules: dict, chain: str = A_IN) -> dict:
+    return {"nftables": [{"chain": {"family": "ip", "table": "netk8s-policy", "name": chain}}, *rules]}
+
+
+def a_table(allowed: int = 0, other: int = 0, dropped: int = 0) -> dict:
+    return table_with(rule(A_IN, "own node", 0, 0), rule(A_IN, "x/web ingress[0]", allowed, allowed * 60),
+                      rule(A_IN, "x/web ingress[1]", other, other * 60),
+                      rule(A_IN, "isolated by x/web", dropped, dropped * 60, "drop"))
+
+
+ALLOWED = Step("ingress", "x/a", "node1", "allowed", ("networkpolicy x/web ingress[0]",))
+DROPPED = Step("ingress", "x/a", "node1", "dropped", ("x/web",))
+OPEN = Step("ingress", "x/a", "node1", "open")
+
+
+def test_chain_counters_reads_one_chain_and_tells_a_missing_one() -> None:
+    t = a_table(3)
+    assert [(r.comment, r.packets) for r in chain_counters(t, A_IN) or []][1] == ("x/web ingress[0]", 3)
+    assert chain_counters(t, "in-nothere") is None
+    assert chain_counters({"nftables": []}, A_IN) is None
+
+
+@pytest.mark.parametrize("name, step, before, after, agrees, moved, says", [
+    ("allowed, counted so far", ALLOWED, a_table(4), None, True, None, "4 packets matched so far"),
+    ("allowed, nothing yet", ALLOWED, a_table(0), None, True, None, "no packet matched yet"),
+    ("allowed, the probe moved its rule", ALLOWED, a_table(4), a_table(5), True, 1, "moved rule x/web ingress[0]"),
+    ("allowed, the probe moved another rule", ALLOWED, a_table(4), a_table(4, other=1), False, 0,
+     "did not move"),
+    ("dropped, the probe moved the drop", DROPPED, a_table(dropped=2), a_table(dropped=5), True, 3, "by 3 packets"),
+    ("dropped, the probe did not", DROPPED, a_table(dropped=2), a_table(1, dropped=2), False, 0, "did not move"),
+    ("dropped by other policies than the kernel's", Step("ingress", "x/a", "node1", "dropped", ("x/web", "x/db")),
+     a_table(), None, False, None, "has no rule for the drop"),
+    ("open, no chain", OPEN, {"nftables": []}, None, True, None, "the kernel does not isolate it either"),
+    ("open, but the kernel isolates", OPEN, a_table(), None, False, None, "still isolates"),
+    ("isolated, but no chain yet", ALLOWED, {"nftables": []}, None, False, None, "not programmed yet"),
+    ("own node", Step("ingress", "x/a", "node1", "own-node"), a_table(), None, True, None, "rule own node"),
+])
+def test_check_step(name: str, step: Step, before: dict, after: dict | None, agrees: bool, moved: int | None,
+                    says: str) -> None:
+    got = check_step(step, before, after)
+    assert (got.agrees, got.moved) == (agrees, moved), (name, got)
+    assert says in got.text, (name, got.text)
+    assert got.chain == A_IN

@@ -115,6 +115,8 @@ class Table:
                 return ("new" in tokens[i + 2].split(","), "accept")
             elif t == "counter":
                 i += 1
+            elif t == "log":  # log group N prefix "..." queue-threshold N: no effect on the verdict
+                i = tokens.index("queue-threshold", i) + 2
             else:
                 return True, " ".join(tokens[i:])
         raise AssertionError(f"rule without verdict: {rule}")
@@ -209,3 +211,42 @@ def test_a_label_change_only_touches_set_elements() -> None:
     after = R.node_rules(model_of(pol, labels=labels | {"x/c": {"pod": "c", "role": "client"}}), "node-1")
     diff = R.render_diff(before, after).splitlines()
     assert len(diff) == 1 and diff[0].startswith("add element ip netk8s-policy peer-") and ip_of("x/c") in diff[0]
+
+
+def logged_model(policies: tuple[dict, ...] | list[dict], logging: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    from netk8s.policy.model import LOG_DROPS_ANNOTATION, build
+    from tests.unit.test_policy_model import NODE_OBJECTS, ns_objects, pod_objects
+
+    namespaces = [ns | {"metadata": {**ns["metadata"], "annotations": {LOG_DROPS_ANNOTATION: "true"}}}
+                  if ns["metadata"]["name"] in logging else ns for ns in ns_objects()]
+    return build(pod_objects(), policies, namespaces, NODE_OBJECTS)
+
+
+def test_drops_log_to_nflog_only_in_namespaces_that_ask_and_the_verdicts_stay() -> None:
+    c = next(c for c in ALL_CASES if c.name == "default-deny-both")
+    plain = R.node_rules(model_of(c.policies), "node-1")
+    assert not any("log" in line.split() for lines in plain.chains.values() for line in lines)  # off by default
+    rules = R.node_rules(logged_model(c.policies, ("x",)), "node-1")
+    for chain, lines in rules.chains.items():
+        pod = rules.comments[chain]
+        if pod.startswith("x/"):
+            assert lines[-1] == (f'counter log group {R.NFLOG_GROUP} prefix "{R.LOG_PREFIX}{chain} " queue-threshold 1 '
+                                 f'drop comment "isolated by x/deny"'), lines[-1]
+            assert R.chain_of_prefix(f"{R.LOG_PREFIX}{chain} ") == chain
+        else:
+            assert "log" not in lines[-1].split(), (pod, lines[-1])
+    assert any(rules.comments[ch].startswith("x/") for ch in rules.chains)
+    t = Table()
+    t.run(R.render_full(rules))
+    assert t.verdict({"saddr": ip_of("x/a"), "daddr": ip_of("y/a"), "proto": "tcp", "dport": 80}) == "drop"
+    # turning it on is a change of the chains' rules only
+    diff = R.render_diff(plain, rules)
+    assert diff and all(" chain " in ln or " rule " in ln for ln in diff.splitlines()), diff
+    assert R.chain_of_prefix("something else") is None
+
+
+def test_the_log_prefix_fits_the_kernels_limit() -> None:
+    # NF_LOG_PREFIXLEN is 128 with the NUL (include/net/netfilter/nf_log.h); nft refuses longer ones
+    longest = R.log_statement(R.chain_name("ingress", "n" * 63 + "/" + "p" * 253))
+    prefix = longest.split('prefix "', 1)[1].split('"', 1)[0]
+    assert len(prefix) < 128

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from netk8s.errors import AlreadyExists, Conflict, Expired, NetK8sError, NotFound, ValidationError
-from netk8s.store.base import Op, Store, mutate
 from netk8s.dataplane import links, netns
+from netk8s.errors import AlreadyExists, Conflict, Expired, NetK8sError, NotFound, ValidationError
 from netk8s.lab.etcd import etcd_argv
 from netk8s.lab.etcd import wait_ready as wait_etcd
 from netk8s.model import naming
+from netk8s.store.base import Op, Store, mutate
 from netk8s.store.etcd import EtcdStore
 from netk8s.store.factory import open_store
 from netk8s.store.memory import MemoryStore
