@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from netk8s.dataplane.iptables import SAVE
+from netk8s.dataplane.procfs import IP_VS_CONN
 from netk8s.model import naming
 from netk8s.proxy import tracer_ipvs as tv
 from netk8s.proxy.tracer_iptables import Ruleset
@@ -24,7 +25,7 @@ from netk8s.trace.paths import counter_deltas
 Runner = Callable[[Sequence[str]], str]
 # ip -> (pod "ns/name" or None, node or None): how the trace names an address
 Names = Mapping[str, tuple[str | None, str | None]]
-CONN_TABLE = "/proc/net/ip_vs_conn"
+CONN_TABLE = IP_VS_CONN
 
 
 def read_addresses(run: Runner) -> tuple[set[str], set[str]]:
