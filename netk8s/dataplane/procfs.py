@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 PROC = Path("/proc")
+# IPVS's connection table of the reading process's network namespace (read in a node by netk8s.trace.ipvs)
+IP_VS_CONN = "/proc/net/ip_vs_conn"
 
 
 def all_pids() -> list[int]:

@@ -33,6 +33,7 @@ from typing import Any
 from netk8s.dataplane.iptables import SAVE
 from netk8s.dataplane.netns import exec_argv, run_in_netns
 from netk8s.errors import KernelError
+from netk8s.model import naming
 
 TRACE_TABLE = "netk8s-trace"
 MARKER_PORT = 9  # discard: the readiness marker the monitor must see before the probe is sent
@@ -50,7 +51,7 @@ def iptables_save(netns: str) -> str:
     return "".join(out)
 
 
-def nft_list_json(netns: str, table: str = "kube-proxy") -> dict[str, Any]:
+def nft_list_json(netns: str, table: str = naming.KUBE_PROXY_TABLE) -> dict[str, Any]:
     p = run_in_netns(netns, ["nft", "-j", "list", "table", "ip", table], timeout=30, check=False)
     if p.returncode != 0:
         return {"nftables": []}

@@ -8,6 +8,9 @@ Per proxy mode, the node's own record of the decision:
   are read around the probe, and of the paths the pure tracer finds through the same rules
   (netk8s.trace.paths) the one whose rules counted the probe and whose DNAT conntrack recorded is the
   path taken;
+* ipvs: nothing to add either: the node's IPVS connection table records the real server each connection
+  was given; netk8s.trace.ipvs reads it, the ipsets and the few nat rules (with counters) around the probe,
+  through a runner that executes in the node namespace (a VM node's guest runs the same reads);
 * userspace: the same counters for the REDIRECT to the agent's portal, then the agent's own pick (the
   `pick` line it logs for the client's address and port) and conntrack of its upstream connection.
 Conntrack gives the DNAT result and the reply path; routes, the flannel FDB/neighbour entries and link
@@ -32,7 +35,9 @@ from netk8s.dataplane import tracing as dp
 from netk8s.errors import NotFound, ValidationError
 from netk8s.model import naming
 from netk8s.node.runtime import PodRuntime
-from netk8s.proxy.testing.fake_iptables import Ruleset
+from netk8s.proxy import tracer_ipvs
+from netk8s.proxy.tracer_iptables import Ruleset
+from netk8s.trace import ipvs as ipvs_trace
 from netk8s.trace import paths as tp
 from netk8s.trace.model import CtEntry, Hop, MatchedRule, Trace, first_trace, parse_conntrack, parse_nft_trace
 
@@ -194,12 +199,16 @@ def trace(c: Cluster, source: str, target: str, *, namespace: str, port: int | N
 
 
 def _dns_answerer(c: Cluster, hop: Hop, node_ns: str, src_ip: str, sport: int, node: str) -> None:
-    """Which kube-dns pod answered: conntrack's DNAT of the query (or the userspace agent's pick)."""
+    """Which kube-dns pod answered: conntrack's DNAT of the query (IPVS: its connection table; userspace:
+    the agent's pick)."""
     entries = parse_conntrack(dp.conntrack_list(node_ns, ["-p", "udp", "--orig-src", src_ip,
                                                           "--orig-port-src", str(sport)]))
     ip = None
     if entries and entries[0].translated:
         ip = entries[0].reply[0]
+    if c.mode == "ipvs" and ip is None:  # IPVS NATs outside conntrack: its own connection table has the query
+        conn = tracer_ipvs.connection_of(ipvs_trace.read_conns(_node_runner(node_ns)), src_ip, sport, "udp")
+        ip = conn.real.rpartition(":")[0] if conn is not None and conn.real else None
     if c.mode == "userspace" or (ip and c.pod_by_ip(ip) is None):
         for pick in reversed(_agent_picks(c, node)):
             if pick.get("client") == f"{src_ip}:{sport}":
@@ -211,11 +220,31 @@ def _dns_answerer(c: Cluster, hop: Hop, node_ns: str, src_ip: str, sport: int, n
         hop.summary += f", answered by pod {_key(pod)} ({ip})"
 
 
+def _node_runner(node_ns: str) -> ipvs_trace.Runner:
+    """Run a read-only command in the node namespace (netk8s.trace.ipvs asks the node through this)."""
+    from netk8s.dataplane.netns import run_in_netns
+
+    return lambda argv: run_in_netns(node_ns, list(argv), timeout=30).stdout
+
+
+def _names(c: Cluster) -> dict[str, tuple[str | None, str | None]]:
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for p in c.pods:
+        ip = (p.get("status") or {}).get("podIP")
+        if ip and not (p.get("spec") or {}).get("hostNetwork"):
+            out[ip] = (_key(p), p["spec"].get("nodeName"))
+    return out
+
+
 def _dry_run(c: Cluster, t: Trace, node_ns: str, src_ip: str, dst: str, port: int, proto: str, hook: str) -> Trace:
+    if c.mode == "ipvs":
+        run = _node_runner(node_ns)
+        return ipvs_trace.dry_run(t, ipvs_trace.read_state(run), src_ip, dst, port, _names(c),
+                                  node=c.node_of_ip(dst) or None, hook=hook, conns=ipvs_trace.read_conns(run))
     local = _local_ips(node_ns)
     if c.mode == "nftables":
         found = tp.nft_json_paths(dp.nft_list_json(node_ns), src_ip, proto, dst, port, local_ips=local)
-        source = "nft -j list table ip kube-proxy"
+        source = f"nft -j list table ip {naming.KUBE_PROXY_TABLE}"
     else:
         rs = Ruleset.parse(dp.iptables_save(node_ns))
         found = tp.iptables_paths(rs, src_ip, proto, dst, port, local_ips=local, hook=hook)
@@ -264,6 +293,17 @@ def _live(c: Cluster, t: Trace, client_pod: dict | None, src_ns: str, node_ns: s
     probe_argv = [sys.executable, "-m", "netk8s.dataplane.tracing", "probe", dst, str(port), "--proto", proto,
                   "--sport", str(sport), "--path", path]
     rx_before = {n: dp.link_counters(naming.node_netns(c.lab, n), config.VXLAN_DEV) for n in c.nodes}
+    if c.mode == "ipvs":
+        t.hops.append(_route_hop(c, client_pod, src_ns, dst))
+
+        def to_endpoint(ep_ip: str, ep_node: str | None) -> Hop:
+            if ep_node and ep_node != entry_node:
+                return _vxlan_hop(c, entry_node, ep_node, ep_ip, rx_before)
+            return Hop("bridge", entry_node, f"{naming.BRIDGE} on {entry_node} to {ep_ip}",
+                       {"route": dp.ip_json(node_ns, ["route", "get", ep_ip])})
+
+        return ipvs_trace.live(t, _node_runner(node_ns), lambda: _run_probe(c, client_pod, src_ns, probe_argv), src_ip,
+                               sport, dst, port, _names(c), node=entry_node, to_endpoint=to_endpoint)
     before = None if c.mode == "nftables" else Ruleset.parse(dp.iptables_save(node_ns))
     nft_lines: list[str] = []
     if c.mode == "nftables":

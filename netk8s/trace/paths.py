@@ -1,7 +1,7 @@
 """Pure: every path a new connection can take through a node's rules, with its probability.
 
-The packet tracers the proxy tests use (netk8s.proxy.testing.fake_iptables.trace over an iptables-save
-text, netk8s.proxy.testing.fake_nft.trace over the renderer's nft commands) are driven here with a
+The product's packet tracers, which the proxy tests' fakes use too (netk8s.proxy.tracer_iptables.trace
+over an iptables-save text, netk8s.proxy.tracer_nft.trace over the renderer's nft commands) are driven here with a
 `chooser` that decides every random draw (`-m statistic`, `numgen`) and every affinity check (`-m
 recent`, the nft affinity sets), depth first, so one tracer answers both the tests and `netk8s trace
 --dry-run`. The live tracer uses the same enumeration in iptables mode: the path whose rules all
@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netk8s.errors import ValidationError
-from netk8s.proxy.testing.fake_iptables import Rule, Ruleset
-from netk8s.proxy.testing.fake_iptables import trace as trace_iptables
-from netk8s.proxy.testing.fake_nft import FakeNft
-from netk8s.proxy.testing.fake_nft import trace as trace_nft
+from netk8s.model import naming
+from netk8s.proxy.tracer_iptables import Rule, Ruleset
+from netk8s.proxy.tracer_iptables import trace as trace_iptables
+from netk8s.proxy.tracer_nft import HoldsTable
+from netk8s.proxy.tracer_nft import trace as trace_nft
 
 _MAX_PATHS = 4096
 
@@ -94,9 +95,10 @@ def iptables_paths(rs: Ruleset, src: str, proto: str, dst: str, dport: int, *, l
     return _explore(run, lambda d: (True, False))
 
 
-def nft_paths(fake: FakeNft, src: str, proto: str, dst: str, dport: int, *, local_ips: Iterable[str],
+def nft_paths(fake: HoldsTable, src: str, proto: str, dst: str, dport: int, *, local_ips: Iterable[str],
               hook: str = "PREROUTING", affinity: bool = False) -> list[Path]:
-    """Every path through the nft rules a FakeNft holds (the renderer's text), numgen draws branching."""
+    """Every path through the nft rules of a table (e.g. the renderer's text applied to
+    netk8s.proxy.testing.fake_nft.FakeNft), numgen draws branching."""
     local = list(local_ips)
 
     def run(prefix: tuple[Any, ...]) -> tuple[Path, list[tuple[str, str, Any, Any]]]:
@@ -115,7 +117,7 @@ def nft_paths(fake: FakeNft, src: str, proto: str, dst: str, dport: int, *, loca
         for kind, _, n, _ in draws:
             if kind == "numgen":
                 prob /= n
-        path = Path(r.verdict, r.dnat, r.masquerade, prob, [("kube-proxy", c, t) for c, t in r.matched],
+        path = Path(r.verdict, r.dnat, r.masquerade, prob, [(naming.KUBE_PROXY_TABLE, c, t) for c, t in r.matched],
                     list(r.chains), any(k == "affinity" and take for k, _, _, take in draws),
                     [(k, name, take) for k, name, _, take in draws])
         return path, draws
@@ -254,8 +256,8 @@ def nft_json_paths(doc: Mapping[str, Any], src: str, proto: str, dst: str, dport
         if v is None:
             return [Path("ACCEPT", None, False, 1.0)]
         if v[1] == "reject-chain":
-            return [Path("REJECT", None, False, 1.0, [("kube-proxy", "service-endpoints-check", "reject")])]
-        return [Path(v[0].upper(), None, False, 1.0, [("kube-proxy", "service-endpoints-check", v[0])])]
+            return [Path("REJECT", None, False, 1.0, [(naming.KUBE_PROXY_TABLE, "service-endpoints-check", "reject")])]
+        return [Path(v[0].upper(), None, False, 1.0, [(naming.KUBE_PROXY_TABLE, "service-endpoints-check", v[0])])]
     out: list[Path] = []
 
     def walk(chain: str, prob: float, seen: list[str], depth: int = 0) -> None:

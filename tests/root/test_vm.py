@@ -14,7 +14,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -158,6 +158,78 @@ def test_session_affinity_pins_the_client(guest: Guest, ipvs_synced: dict) -> No
 def test_a_service_without_endpoints_is_refused(guest: Guest, ipvs_synced: dict) -> None:
     (answer,) = guest.curl(EMPTY, 1)
     assert answer == "FAIL 7", answer  # curl: connection refused (no real server: ICMP port unreachable)
+
+
+def test_trace_reads_the_guests_ipvs_state(guest: Guest, ipvs_synced: dict) -> None:
+    """`netk8s trace`'s IPVS code (netk8s.trace.ipvs) over the guest's live state through the control channel:
+    the dry run lists the three real servers with probabilities summing to 1; a probe's trace names the real
+    server the connection table gave it, which is the pod that answered; affinity pins a client; a Service
+    without endpoints is rejected; nothing of the guest's rules, sets or IPVS services changed."""
+    import random
+    import re
+
+    from netk8s.trace import ipvs as ti
+    from netk8s.trace.model import Trace, hop_kinds, render_svg, render_text
+
+    client_ip, client_ns = f"10.244.1.{10 + CLIENT}", f"nk8s-vmt-p-{CLIENT}"
+    names = {ip: (f"pod-{i}", "node1") for i, ip in enumerate(ENDPOINTS)}
+
+    def run(argv: Sequence[str]) -> str:  # a command in the node (here: the guest)
+        r = guest.vm.run(list(argv), timeout=60)
+        assert r.rc == 0, f"guest: {argv} exited {r.rc}: {r.stderr}"
+        return r.stdout
+
+    def snapshot() -> tuple[str, ...]:
+        rules = re.sub(r"\[\d+:\d+\]", "", guest.sh("iptables-legacy-save | grep -v '^#'"))
+        return rules, guest.sh("ipset save"), guest.sh("ipvsadm -Sn"), guest.sh("ip -o -4 addr"), \
+            guest.sh("nft list ruleset")
+
+    def probe(vip: str, sport: int) -> dict:
+        """One request from the client pod's port `sport` (curl: a Python start is slow in a TCG guest)."""
+        r = guest.vm.run(["ip", "netns", "exec", client_ns, "curl", "-s", "-m", "10", "--local-port", str(sport),
+                          "-w", "\n%{http_code}", f"http://{vip}/"], timeout=60)
+        body, _, code = r.stdout.rpartition("\n")
+        return {"ok": r.rc == 0, "status": f"HTTP {code}", "body": body,
+                "error": {0: None, 7: "refused", 28: "timeout"}.get(r.rc, f"curl exit {r.rc}")}
+
+    def traced(vip: str, service: str) -> Trace:
+        sport = random.SystemRandom().randrange(40000, 60000)
+        t = Trace("pod/client", vip, "tcp", 80, "ipvs", service=service)
+        return ti.live(t, run, lambda: probe(vip, sport), client_ip, sport, vip, 80, names, node="node1")
+
+    before = snapshot()
+    dry = ti.dry_run(Trace("pod/client", WEB, "tcp", 80, "ipvs", service="default/web"), ti.read_state(run),
+                     client_ip, WEB, 80, names, node="node1", conns=ti.read_conns(run))
+    eps = {e["endpoint"]: e["probability"] for e in dry.hops[0].details["endpoints"]}
+    assert sorted(eps) == sorted(f"{ip}:8080" for ip in ENDPOINTS), render_text(dry)
+    assert abs(sum(eps.values()) - 1) < 1e-9 and dry.hops[0].details["scheduler"] == "rr"
+    assert any(r.table == "ipset" and r.chain == naming.IPSET_CLUSTER_IP for r in dry.hops[0].rules)
+
+    pods = set()
+    for _ in range(3):
+        t = traced(WEB, "default/web")
+        assert t.verdict == "delivered", render_text(t)
+        assert hop_kinds(t) == ["rules", "ipvs", "dnat", "bridge", "delivery", "reply"], render_text(t)
+        answered = t.hops[-2].details["probe"]["body"].strip()
+        assert t.endpoint is not None and t.endpoint["pod"] == answered, render_text(t)  # the pod that answered
+        assert naming.KUBE_IPVS_DEVICE in t.hops[0].summary and any(r.packets for r in t.hops[0].rules)
+        pods.add(answered)
+    assert pods == {"pod-0", "pod-1", "pod-2"}  # rr: three new connections, three real servers
+    assert json.loads(json.dumps(t.to_dict()))["endpoint"]["pod"] == answered
+    assert render_svg(t).startswith("<svg") and "ipvs" in render_svg(t)
+
+    first, second = traced(STICKY, "default/sticky"), traced(STICKY, "default/sticky")
+    assert first.endpoint and second.endpoint and first.endpoint["pod"] == second.endpoint["pod"]
+    assert second.endpoint["choice"] == "affinity", render_text(second) + run(["cat", ti.CONN_TABLE])
+    assert "persistence template" in second.hops[1].summary, render_text(second)
+
+    empty = traced(EMPTY, "default/empty")
+    assert empty.verdict == "rejected" and hop_kinds(empty)[-1] == "drop", render_text(empty)
+    assert empty.reason and "has no endpoints" in empty.reason
+    no_ep = ti.dry_run(Trace("pod/client", EMPTY, "tcp", 80, "ipvs"), ti.read_state(run), client_ip, EMPTY, 80,
+                       names, node="node1")
+    assert [e["endpoint"] for e in no_ep.hops[0].details["endpoints"]] == ["REJECT"]
+    assert snapshot() == before  # no tracing rule, set or service left behind
 
 
 def test_switching_to_iptables_and_back_leaves_no_ipvs_state_behind(guest: Guest, ipvs_synced: dict) -> None:

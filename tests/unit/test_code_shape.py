@@ -251,15 +251,12 @@ AUTHORITIES = [
     }),
     Authority("the chain hash's base32", ("model/naming.py",), "_B32", base32_tables),
     Authority("kernel names", ("model/naming.py",), "KUBE_SERVICES", kernel_name_literals, {
-        # issue 15's tracer; moving its names to model/naming.py is another branch's change
-        "trace/paths.py": "the traced table's name (pending: the tracer's own change)",
-        "dataplane/tracing.py": "the traced table's name (pending: the tracer's own change)",
     }),
     Authority("RFC 3339 formatting", ("model/status.py",), "rfc3339", rfc3339_formatters),
     Authority("the Ready predicate", ("model/status.py",), "is_ready", ready_predicates),
     Authority("parsing iptables-save", ("model/iptsave.py",), "parse_save", save_parsers, {
-        "proxy/testing/fake_iptables.py": "the fake iptables-restore: parses restore input, rejecting what the "
-                                          "kernel would reject",
+        "proxy/tracer_iptables.py": "the tables the packet tracer and the fake iptables-restore share: restore "
+                                    "input and iptables-save -c output, with iptables-restore's semantics",
     }),
     Authority("reading /proc", ("dataplane/procfs.py", "dataplane/netns.py"), "proc_stat", proc_reads, {
         "dataplane/sysctl.py": "/proc/sys is the sysctl interface (one writer of sysctls)",
@@ -269,7 +266,7 @@ AUTHORITIES = [
         "lab/vmguest.py": "the guest's own /proc/cmdline; vmguest imports only the standard library",
     }),
 ]
-PENDING = {"trace/paths.py", "dataplane/tracing.py"}  # may stop matching once the tracer's change lands
+PENDING: set[str] = set()  # allow-list entries that may stop matching once another branch lands
 
 
 @pytest.mark.parametrize("authority", AUTHORITIES, ids=lambda a: a.job)

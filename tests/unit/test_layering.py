@@ -27,6 +27,9 @@ PURE_MODULES = [
     "netk8s.proxy.render_ipvs",
     "netk8s.proxy.render_nftables",
     "netk8s.proxy.userspace_rules",
+    "netk8s.proxy.tracer_iptables",
+    "netk8s.proxy.tracer_ipvs",
+    "netk8s.proxy.tracer_nft",
     "netk8s.policy.model",
     "netk8s.policy.nftables",
     "netk8s.dns.records",
@@ -179,3 +182,17 @@ def test_the_checks_find_what_they_look_for() -> None:
     assert sorted(w for _, w in file_or_process_io(tree)) == [".read_text", "open", "os.system"]
     assert sorted(w for _, w in spawns(tree)) == [".Popen", "os.system"]
     assert any(isinstance(n, ast.Constant) and n.value == "/proc/1/stat" for n in ast.walk(tree))
+
+
+def product_modules() -> list[str]:
+    return sorted(".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+                  for p in PACKAGE.rglob("*.py") if "testing" not in p.relative_to(PACKAGE).parts)
+
+
+@pytest.mark.parametrize("module", product_modules())
+def test_product_code_does_not_import_the_test_fakes(module: str) -> None:
+    """The tracer `netk8s trace` runs is the product's (netk8s.proxy.tracer_*); the fakes in
+    netk8s.proxy.testing import it, never the other way round."""
+    found = [f"{module}:{line}: imports {mod}" for line, mod in imports(module, parse(module))
+             if mod == "netk8s.proxy.testing" or mod.startswith("netk8s.proxy.testing.")]
+    assert not found, "\n".join(found)

@@ -1,1 +1,1 @@
-"""Fakes of the kernel's proxy interfaces (iptables, nft) with packet tracers, for tests (kube-proxy keeps its fakes in pkg/util/*/testing)."""
+"""Fakes of the kernel's proxy interfaces (iptables, nft, IPVS), for tests (kube-proxy keeps its fakes in pkg/util/*/testing); their packet tracers are the product's (netk8s.proxy.tracer_*)."""

@@ -8,7 +8,8 @@ missing service or twice, editing or deleting what is not there, an unknown sche
 fit the set type, destroying a set an iptables rule still uses; an address on a missing kube-ipvs0.
 `ipvsadm --restore` applies line by line and stops at the first failure (earlier lines stay applied).
 
-`trace` follows a new connection: nat PREROUTING/OUTPUT through FakeRestore's tracer (with the ipsets
+`trace` simulates new connections one at a time (netk8s.proxy.tracer_ipvs.plan enumerates them all from
+the read-back): nat PREROUTING/OUTPUT through the product's iptables tracer (with the ipsets
 answering `-m set`), then IPVS when the destination is a kube-ipvs0 address or a node IP with a virtual
 server (the scheduler: `rr` in order, `sh` by source hash, anything else as rr; persistence keeps a
 client on its real server for the timeout), then the hairpin masquerade of KUBE-LOOP-BACK.
@@ -26,7 +27,8 @@ from netk8s.errors import KernelError
 from netk8s.model import naming
 from netk8s.proxy.render_ipvs import IPSETS, PROTOCOLS, SCHEDULERS
 from netk8s.proxy.testing.fake_iptables import FakeRestore
-from netk8s.proxy.testing.fake_iptables import trace as trace_iptables
+from netk8s.proxy.tracer_iptables import trace as trace_iptables
+from netk8s.proxy.tracer_ipvs import ipset_lookup
 
 _FLAG_PROTO = {flag: proto for proto, flag in PROTOCOLS.items()}
 _SET_TYPES = {name: kind for name, kind, _ in IPSETS}
@@ -260,15 +262,8 @@ class FakeIpvs:
         self.services[(proto, vip, port)].reals[(rip, int(rport))].active = active
 
     def lookup(self, name: str, dirs: str, src: str, proto: str, dst: str, dport: int) -> bool:
-        """`-m set --match-set NAME DIRS` for a packet (the directions kube-proxy uses)."""
-        kind, entries = self.sets.get(name, ("", set()))
-        if kind == "bitmap:port":
-            return str(dport) in entries
-        if dirs == "dst,dst":
-            return f"{dst},{proto}:{dport}" in entries
-        if dirs == "dst,dst,src":
-            return f"{dst},{proto}:{dport},{src}" in entries
-        return False
+        """`-m set --match-set NAME DIRS` for a packet (the product's lookup: netk8s.proxy.tracer_ipvs)."""
+        return ipset_lookup({n: entries for n, (_kind, entries) in self.sets.items()})(name, dirs, src, proto, dst, dport)
 
 
 @dataclass
