@@ -224,7 +224,9 @@ def test_trace_in_every_mode(lab: Lab, mode: str) -> None:
         pure = pure_probabilities(lab, mode, client_ip, svc_ip, 80)
         assert {k2: round(v, 6) for k2, v in pure.items()} == {k2: round(v, 6) for k2, v in eps.items()}
 
-    # --- flows: the connection the trace made, with names
+    # --- flows: the connection a trace just made, with names (traced again here: the first trace's
+    # conntrack entry leaves TIME_WAIT after 120 s, which a loaded machine can spend on the steps above)
+    ep = trace(lab, "pod/client", "nginx-service")["endpoint"]
     flows = json.loads(lab.cli("flows", "-o", "json").stdout)
     assert any(f["client_pod"] == "default/client" and f["service"] == "default/nginx-service"
                and f["endpoint_pod"] == ep["pod"] for f in flows), flows
