@@ -34,7 +34,7 @@ spec:
   template:
     metadata: {labels: {app: backend}}
     spec:
-      terminationGracePeriodSeconds: 5
+      terminationGracePeriodSeconds: 10
       containers:
       - name: agnhost
         image: registry.k8s.io/e2e-test-images/agnhost:2.39
@@ -46,8 +46,8 @@ spec:
           httpGet: {path: /healthz, port: http}
           periodSeconds: 1
         lifecycle:
-          preStop:
-            sleep: {seconds: 2}
+          preStop:  # longer than every proxy takes to drop a terminating pod on a loaded machine
+            sleep: {seconds: 5}
 ---
 apiVersion: v1
 kind: Service
