@@ -6,7 +6,9 @@ row. Why nice 0: at nice 10 against nice-0 burners the suites get about a tenth 
 110 vs 1024); measured on the 2-core development machine (shared with other work, load average ~20), the
 one scaling test of the iptables Services module alone took 25 min and a round (4 Services labs, overlay,
 DNS) would take hours. At nice 0 the burners still keep every core busy, the lab competes with them as a
-busy host's workload would, and 3 rounds fit in about an hour (docs/reliability.md). Request
+busy host's workload would. Measured at nice 0 on that shared machine (load average 12-15 before our
+burners): the iptables Services module's first 11 tests took 27 min, so a round takes about 1.5-2 h there;
+on an otherwise idle 2-core machine a round is several times shorter (docs/reliability.md). Request
 loops in the suites record each failed request with its time, 5-tuple and a snapshot of the nodes'
 conntrack, neighbour and rule tables (tests/root/loadkit.py) under REPORT; the summary lists them.
 Exit status: non-zero if any run failed.
