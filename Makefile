@@ -27,7 +27,8 @@ test-integration: install
 test-root: install
 	@$(PYTEST) tests/root $(PYTEST_ARGS)
 
-# the privileged Services, networking and DNS suites 3 times under a CPU burner per core (scripts/stress.py)
+# the privileged Services (every proxy mode), overlay and DNS suites 3 times in a row under a CPU burner per core;
+# suites at nice 0, level with the burners (at nice 10 a round took hours on 2 cores; scripts/stress.py, docs/reliability.md)
 test-stress: install
 	@$(PY) scripts/stress.py $(STRESS_ARGS)
 

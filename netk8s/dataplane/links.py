@@ -258,9 +258,19 @@ def _ensure_kind(ipr: IPRoute, netns: str | None, name: str, kind: str) -> int:
 
 
 def ensure_bridge(netns: str | None, name: str, mtu: int | None = None) -> int:
-    """A Linux bridge `name`, up (MTU set when given). Returns its ifindex."""
+    """A Linux bridge `name`, up (MTU set when given), with a MAC address of its own. Returns its ifindex.
+
+    A bridge whose address was never set takes the lowest MAC of its ports and changes it whenever a
+    port with a lower one joins or that port leaves (net/bridge/br_stp_if.c br_stp_recalculate_bridge_id).
+    Hosts on the bridge keep the old address of the gateway in their neighbour tables; once the port that
+    owned it is gone their frames to it go nowhere until the entry is probed and replaced (tens of
+    seconds), and each change flushes the bridge's own neighbour table. Setting the address (to the one
+    it has) marks it NET_ADDR_SET, which pins it, as kubenet does for its cbr0 ("Set the bridge's MAC to
+    itself. Otherwise, the bridge will take the lowest-numbered mac on the bridge, and will change as
+    ifs churn", kubernetes pkg/kubelet/network/kubenet). See docs/reliability.md."""
     with _netlink(netns, f"ensure_bridge {name} in {_where(netns)}") as ipr:
         idx = _ensure_kind(ipr, netns, name, "bridge")
+        ipr.link("set", index=idx, address=str(_link_msg(ipr, idx).get_attr("IFLA_ADDRESS")))
         if mtu is not None:
             ipr.link("set", index=idx, mtu=mtu)
         ipr.link("set", index=idx, state="up")

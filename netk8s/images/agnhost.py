@@ -24,6 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from netk8s.images.nginx import quiet_handle_error, run_until_signal
 
+# Go's net.Listen uses the kernel's net.core.somaxconn as the backlog (net/sock_linux.go maxListenerBacklog);
+# socketserver's default of 5 overflows under load (see netk8s.images.nginx.LISTEN_BACKLOG).
+LISTEN_BACKLOG = socket.SOMAXCONN
+
 SHELL_TIMEOUT = 30.0
 
 _log_lock = threading.Lock()
@@ -55,6 +59,7 @@ def udp_answer(message: str, client: tuple) -> str | None:
 class HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
     handle_error = quiet_handle_error
 
 
@@ -67,6 +72,7 @@ class UDPServer(socketserver.ThreadingUDPServer):
 class TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
     handle_error = quiet_handle_error
 
 

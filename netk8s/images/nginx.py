@@ -150,9 +150,19 @@ def quiet_handle_error(server: socketserver.BaseServer, request: object, client_
     socketserver.BaseServer.handle_error(server, request, client_address)  # type: ignore[arg-type]
 
 
+# socketserver listens with a backlog of 5 (request_queue_size). When the accept queue is full the
+# kernel drops the next SYN and the client retransmits it 1 s later (then 3 s, ...): under load, while
+# the serving thread waits for a CPU, a burst of connections (clients, probes, a Service's share of a
+# spread) finds the queue full and times out. nginx listens with a backlog of 511 (ngx_http_core_module
+# `listen ... backlog=`, NGX_LISTEN_BACKLOG), Go servers such as agnhost with net.core.somaxconn; the
+# kernel caps the value at the namespace's net.core.somaxconn (listen(2)).
+LISTEN_BACKLOG = 511
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
     handle_error = quiet_handle_error
 
 

@@ -10,13 +10,16 @@ succeeds when things are already gone.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass
 
-from netk8s.dataplane import links, netns, sysctl
+from netk8s.dataplane import arp, links, netns, sysctl
 from netk8s.errors import KernelError, ValidationError
 from netk8s.model import naming
 
 BR_NETFILTER_KEY = "net.bridge.bridge-nf-call-iptables"
+
+log = logging.getLogger("netk8s.node.podnet")
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,15 @@ def add(node_netns: str | None, cfg: PodNetConfig) -> dict[str, str]:
                 hairpin=True,
             )
             mac = links.ensure_sole_address(cfg.pod_netns, naming.POD_IFNAME, cfg.cidr, gateway=cfg.gateway)
+            # IPAM hands out the lowest free address, so a new pod often gets the address of one just
+            # deleted, with a new MAC; the node's neighbour entry for it still names the old MAC (REACHABLE
+            # for up to 45 s, then probed before it is replaced) and the node's traffic to the new pod
+            # goes nowhere until then. A gratuitous ARP replaces it now (docs/reliability.md).
+            # Best effort like the CNI plugins: without it the old entry still fails over, only later.
+            try:
+                arp.announce(cfg.pod_netns, naming.POD_IFNAME, cfg.ip, mac)
+            except KernelError as exc:
+                log.warning("%s", exc)
     except Exception:
         # after the block: its sockets are closed, so they no longer pin the pod namespace
         _rollback(node_netns, cfg, created_netns, created_veth)

@@ -71,8 +71,11 @@ while time.monotonic() < deadline and not (os.path.exists(stop_path) and ok + ba
         s.close()
     time.sleep(0.01)
 lat.sort()
-p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None
-print(json.dumps({"ok": ok, "bad": bad, "p99_s": p99}), flush=True)
+def pct(q):
+    return lat[min(len(lat) - 1, int(len(lat) * q))] if lat else None
+# per-request latencies (ms) for scripts/bench/reliability.py; the tests only count
+print(json.dumps({"ok": ok, "bad": bad, "p50_s": pct(0.5), "p99_s": pct(0.99), "max_s": lat[-1] if lat else None,
+                  "lat_ms": [round(x * 1000, 2) for x in lat]}), flush=True)
 """
 
 
@@ -87,7 +90,7 @@ def snapshot(lab: Lab, reason: dict, nodes: list[str]) -> Path:
     out = report_dir(lab) / f"failure-{time.strftime('%H%M%S')}-{time.monotonic_ns() % 10**6}.txt"
     parts = [json.dumps(reason, indent=1)]
     for node in nodes:
-        for argv in (["conntrack", "-L"], ["ip", "neigh", "show"], ["iptables-legacy-save", "-c"],
+        for argv in (["conntrack", "-L"], ["conntrack", "-S"], ["ip", "neigh", "show"], ["iptables-legacy-save", "-c"],
                      ["nft", "list", "ruleset"]):
             res = lab.node_exec(node, *argv, check=False, timeout=30)
             parts.append(f"=== {node}: {' '.join(argv)} (exit {res.returncode})\n{res.stdout}{res.stderr}")
@@ -151,9 +154,10 @@ class RequestLoop(threading.Thread):
         """Zero failed requests and at least `min_ok` answered; the failures and snapshots name the rest."""
         assert self.result is not None, (f"loop from {self.where} printed no result (failures: {self.failures}, "
                                          f"stderr: {self.stderr})")
-        print(f"request loop from {self.where} to {self.url}: {self.result}")
+        print(f"request loop from {self.where} to {self.url}: "
+              f"{ {k: v for k, v in self.result.items() if k != 'lat_ms'} }")
         assert self.result["bad"] == 0 and self.result["ok"] >= min_ok, (
-            self.result, self.failures[:5], [str(p) for p in self.snapshots[:5]])
+            {k: v for k, v in self.result.items() if k != "lat_ms"}, self.failures[:5], [str(p) for p in self.snapshots[:5]])
 
 
 class Burners:

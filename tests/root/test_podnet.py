@@ -7,6 +7,7 @@ with tcpdump.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -216,6 +217,66 @@ def test_check_detects_a_deleted_veth_and_add_repairs_it(lab_name: str) -> None:
     podnet.add(pod.node.netns, pod.cfg)
     assert podnet.check(pod.node.netns, pod.cfg) == []
     assert ping_soon(other.cfg.pod_netns, pod.cfg.ip)
+
+
+def test_the_bridge_keeps_its_mac_while_pods_come_and_go(lab_name: str) -> None:
+    """docs/reliability.md cause 3: a bridge with no address of its own takes its lowest port MAC. A pod
+    whose host veth MAC is lower joins, a client pod resolves its gateway to that MAC, the pod is deleted:
+    the client's frames to its gateway (every Service request) go nowhere until its neighbour entry is
+    probed and replaced, 15-50 s later. With cbr0's MAC pinned the gateway's MAC never changes."""
+    cluster = bring_up(lab_name, "vxlan", pods_per_node=1)
+    client = cluster.pods_on("node1")[0]
+    node_ns = client.node.netns
+    gateway = client.cfg.gateway
+    bridge_mac = links.get_mac(node_ns, naming.BRIDGE)
+    low = None
+    for host in range(10, 200):  # random MACs: about one in two is below the bridge's; give up after 190
+        cfg = _pod_cfg(lab_name, client.node, host, client.cfg.mtu)
+        podnet.add(node_ns, cfg)
+        if links.get_mac(node_ns, cfg.host_veth) < bridge_mac:
+            low = cfg
+            break
+        podnet.delete(node_ns, cfg.pod_netns, cfg.pod_uid)
+    assert low is not None, f"no host veth MAC below {bridge_mac} in 190 pods"
+    # the client resolves its gateway now (as it does whenever its entry expires)
+    netns.run_in_netns(client.cfg.pod_netns, ["ip", "neigh", "flush", "dev", "eth0"])
+    assert ping_soon(client.cfg.pod_netns, gateway)
+    podnet.delete(node_ns, low.pod_netns, low.pod_uid)
+    # one ping, well inside the 15 s a REACHABLE entry with a vanished MAC would last
+    res = netns.run_in_netns(client.cfg.pod_netns, ["ping", "-c1", "-W5", gateway], check=False)
+    neigh = netns.run_in_netns(client.cfg.pod_netns, ["ip", "neigh", "show", gateway], check=False).stdout
+    assert res.returncode == 0, f"the client lost its gateway: {neigh.strip()}; cbr0 is now {links.get_mac(node_ns, naming.BRIDGE)}"
+    assert links.get_mac(node_ns, naming.BRIDGE) == bridge_mac
+
+
+def neighbour(ns: str, ip: str) -> str:
+    """`ip neigh` of `ip` on cbr0 in `ns`: "MAC STATE", or "" when there is no entry."""
+    out = netns.run_in_netns(ns, ["ip", "neigh", "show", ip, "dev", naming.BRIDGE], check=False).stdout.split()
+    return " ".join(out[out.index("lladdr") + 1:]) if "lladdr" in out else ""
+
+
+def test_a_new_pod_on_a_reused_address_replaces_the_nodes_stale_neighbour_entry(lab_name: str) -> None:
+    """docs/reliability.md cause 2: IPAM gives a new pod the address of one just deleted, with a new MAC.
+    The node's neighbour entry still names the old MAC (REACHABLE for 15-45 s, then probed 5+3 s before it
+    is replaced): the node's traffic to the new pod, forwarded Service traffic and probes, is lost until
+    then. The pod's gratuitous ARP on add replaces it at once (polled with a deadline far below 15 s)."""
+    # two pods: the other keeps cbr0's carrier up (with no port left the kernel flushes cbr0's entries)
+    cluster = bring_up(lab_name, "vxlan", pods_per_node=2)
+    old = cluster.pods_on("node1")[0]
+    node_ns = old.node.netns
+    old_mac = links.get_mac(old.cfg.pod_netns, "eth0")
+    assert ping_soon(node_ns, old.cfg.ip)
+    assert neighbour(node_ns, old.cfg.ip).startswith(old_mac)  # REACHABLE: just confirmed by the ping
+    podnet.delete(node_ns, old.cfg.pod_netns, old.cfg.pod_uid)
+    new = podnet.PodNetConfig(**{**old.cfg.__dict__, "pod_uid": str(uuid.uuid4()),
+                                 "pod_netns": naming.pod_netns(lab_name, str(uuid.uuid4()))})
+    new_mac = podnet.add(node_ns, new)["mac"]
+    assert new_mac != old_mac
+    deadline = time.monotonic() + 3
+    while not neighbour(node_ns, new.ip).startswith(new_mac) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert neighbour(node_ns, new.ip).startswith(new_mac), (neighbour(node_ns, new.ip), old_mac, new_mac)
+    assert ping(node_ns, new.ip)
 
 
 @pytest.mark.parametrize("mode", ["vxlan", "host-gw"])
