@@ -9,7 +9,8 @@ uses per-object netlink calls too (its libipvs), and a full sync of 10,000 Servi
 This kernel has no ip_vs, so neither could be measured here: the comparison belongs to the VM-node
 benchmarks (BENCHMARKS.md, issue 12), and this choice is the one to revisit with those numbers.
 Reading back returns `ipvsadm -L -n` (weights and connection counts, which graceful removal needs) and
-`ipset save` as text (netk8s.proxy.render_ipvs parses them); kube-ipvs0 and its addresses go through pyroute2 (netk8s.dataplane.links).
+`ipset save` as text (netk8s.proxy.render_ipvs parses them). kube-ipvs0 itself and the reading of its addresses go
+through pyroute2 (netk8s.dataplane.links); its address changes go to ONE `ip -batch -` (netk8s.model.iproute).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import subprocess
 from pathlib import Path
 
 from netk8s.dataplane import iptables as _iptables
-from netk8s.dataplane import links
+from netk8s.dataplane import links, timeouts
 from netk8s.errors import KernelError
-from netk8s.model import naming
+from netk8s.model import iproute, naming
 from netk8s.model.naming import (
     IPSET_CLUSTER_IP,
     IPSET_EXTERNAL_IP,
@@ -36,6 +37,7 @@ from netk8s.model.naming import (
 
 IPVSADM = "ipvsadm"
 IPSET = "ipset"
+IP = "ip"
 TIMEOUT = 120.0
 PROC_IP_VS = Path("/proc/net/ip_vs")
 SYS_DUMMY = Path("/sys/module/dummy")
@@ -74,8 +76,8 @@ def _run(argv: list[str], stdin: str | None = None) -> str:
     if tool is None:
         raise KernelError(f"{argv[0]} is not installed", hint="run scripts/install-deps.sh (apt: ipvsadm ipset)")
     try:
-        p = subprocess.run([tool, *argv[1:]], input=stdin, capture_output=True, text=True, timeout=TIMEOUT,
-                           check=False)
+        p = subprocess.run([tool, *argv[1:]], input=stdin, capture_output=True, text=True,
+                           timeout=timeouts.for_text(TIMEOUT, stdin or ""), check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise KernelError(f"{' '.join(argv)}: {exc}") from exc
     if p.returncode != 0:
@@ -119,10 +121,14 @@ def ensure_device() -> None:
 
 
 def set_addresses(add: list[str], delete: list[str]) -> None:
-    for ip in delete:
-        links.delete_address(None, naming.KUBE_IPVS_DEVICE, f"{ip}/32")
-    for ip in add:
-        links.ensure_address(None, naming.KUBE_IPVS_DEVICE, f"{ip}/32")
+    """Put `add` on kube-ipvs0 and take `delete` off it with ONE `ip -batch -` (netk8s.model.iproute says
+    why). Idempotent: present addresses are replaced in place, absent ones are not deleted."""
+    if not add and not delete:
+        return
+    present = (device_addresses() or set()) if delete else None
+    text = iproute.address_batch(naming.KUBE_IPVS_DEVICE, add, delete, present)
+    if text:
+        _run([IP, "-batch", "-"], text)
 
 
 def has_leftovers() -> bool:
