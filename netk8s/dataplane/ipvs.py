@@ -9,8 +9,9 @@ uses per-object netlink calls too (its libipvs), and a full sync of 10,000 Servi
 This kernel has no ip_vs, so neither could be measured here: the comparison belongs to the VM-node
 benchmarks (BENCHMARKS.md, issue 12), and this choice is the one to revisit with those numbers.
 Reading back returns `ipvsadm -L -n` (weights and connection counts, which graceful removal needs) and
-`ipset save` as text (netk8s.proxy.render_ipvs parses them). kube-ipvs0 itself and the reading of its addresses go
-through pyroute2 (netk8s.dataplane.links); its address changes go to ONE `ip -batch -` (netk8s.model.iproute).
+`ipset save` as text (netk8s.proxy.render_ipvs parses them). kube-ipvs0 itself goes through pyroute2
+(netk8s.dataplane.links); its addresses are read with ONE `ip -o -4 address show` and changed with ONE
+`ip -batch -` (netk8s.model.iproute says why: pyroute2's per-address Python cost in a TCG guest).
 """
 
 from __future__ import annotations
@@ -71,15 +72,19 @@ def require_support() -> None:
         raise KernelError(f"--proxy-mode ipvs: this kernel has no {' and no '.join(missing)}", hint=VM_HINT)
 
 
-def _run(argv: list[str], stdin: str | None = None) -> str:
+def _exec(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     tool = shutil.which(argv[0], path="/usr/sbin:/sbin:/usr/bin:/bin")
     if tool is None:
         raise KernelError(f"{argv[0]} is not installed", hint="run scripts/install-deps.sh (apt: ipvsadm ipset)")
     try:
-        p = subprocess.run([tool, *argv[1:]], input=stdin, capture_output=True, text=True,
-                           timeout=timeouts.for_text(TIMEOUT, stdin or ""), check=False)
+        return subprocess.run([tool, *argv[1:]], input=stdin, capture_output=True, text=True,
+                              timeout=timeouts.for_text(TIMEOUT, stdin or ""), check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise KernelError(f"{' '.join(argv)}: {exc}") from exc
+
+
+def _run(argv: list[str], stdin: str | None = None) -> str:
+    p = _exec(argv, stdin)
     if p.returncode != 0:
         raise KernelError(f"{' '.join(argv)} failed: {p.stderr.strip() or p.stdout.strip()}")
     return p.stdout
@@ -108,10 +113,16 @@ def ipset_save() -> str:
 
 
 def device_addresses() -> set[str] | None:
-    """The addresses of kube-ipvs0, or None when it does not exist."""
+    """The addresses of kube-ipvs0, or None when it does not exist: ONE `ip -o -4 address show` (parsed by
+    netk8s.model.iproute.parse_addresses, which says why not pyroute2). Every sync reads them (the diff)."""
     if not links.link_exists(None, naming.KUBE_IPVS_DEVICE):
         return None
-    return {c.split("/")[0] for c in links.list_addresses(None, naming.KUBE_IPVS_DEVICE)}
+    p = _exec([IP, "-o", "-4", "address", "show", "dev", naming.KUBE_IPVS_DEVICE])
+    if p.returncode != 0:
+        if not links.link_exists(None, naming.KUBE_IPVS_DEVICE):  # deleted in between
+            return None
+        raise KernelError(f"ip -o -4 address show dev {naming.KUBE_IPVS_DEVICE} failed: {p.stderr.strip()}")
+    return iproute.parse_addresses(p.stdout)
 
 
 def ensure_device() -> None:

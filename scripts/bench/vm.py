@@ -26,6 +26,7 @@ from typing import Any
 
 from scripts.bench import report
 from scripts.bench.report import Section, fmt, fmt_ratio, median
+from scripts.bench.vm_worker import CLUSTER_IP, SERVER_IP, pod_names
 
 REPO = Path(__file__).resolve().parents[2]
 TAG = f"vmb{os.getpid() % 100000}"
@@ -48,8 +49,8 @@ def plan(quick: bool) -> dict[str, Any]:
             "dataplane_modes": DATAPLANE_MODES, "reps": 2 if quick else 3, "seconds": 3 if quick else 5}
 
 
-def method(quick: bool, tools: dict[str, str] | None = None) -> str:
-    p = plan(quick)
+def method(quick: bool, tools: dict[str, str] | None = None, p: dict | None = None) -> str:
+    p = p or plan(quick)
     tools = tools or {}
     bulk = "iperf3 (one stream)" if tools.get("bulk") == "iperf3" else "a Python bulk sender into a Python sink"
     conn = ("wrk -t1 -c16 with `Connection: close` against nginx" if tools.get("conn") == "nginx"
@@ -63,7 +64,7 @@ def method(quick: bool, tools: dict[str, str] | None = None) -> str:
         "and is not measured here). "
         "**Rules**: in that guest, for each mode and size, a fresh network namespace of the guest's kernel "
         f"runs scripts/bench/rules_worker.py (the agent's Proxier, backend and applier) over N synthetic "
-        f"Services x {ENDPOINTS} endpoints: one full sync from nothing, then {p['changes']} one-endpoint changes "
+        f"Services x {ENDPOINTS} endpoints (after the data plane runs): one full sync from nothing, then {p['changes']} one-endpoint changes "
         "(partial syncs; the median is reported). Sizes "
         f"{', '.join(f'{n:,}' for n in p['sizes'])}. "
         "**Data plane**: two node namespaces in the same guest, one per mode (iptables, ipvs), each with a "
@@ -119,14 +120,17 @@ def dataplane_in_guest(vm: Any, p: dict, log: Any) -> dict:
             vm.run(["ip", "netns", "add", node_ns], check=True)
             vm.run(["ip", "-n", node_ns, "link", "set", "lo", "up"], check=True)
             prefix = f"nk8s-{TAG}-{mode[:4]}"
+            # The pods' namespaces from the guest's own mount namespace: one made by the worker under
+            # `ip netns exec` (a mount namespace of its own) would not be visible here (setns: EINVAL).
+            for pod_ns in pod_names(prefix):
+                nodes[mode]["pods"].append(pod_ns)
+                vm.run(["ip", "netns", "add", pod_ns], check=True)
             res = _guest_py(vm, node_ns, "scripts.bench.vm_worker", "setup",
                             json.dumps({"mode": mode, "prefix": prefix}), timeout=600)
             nodes[mode].update(res)
             out["setup"][mode] = {"sync_s": res["sync_s"]}
             out["tools"] = res["tools"]
             log_to(log, f"dataplane {mode}: node set up (sync {res['sync_s']:.2f} s, tools {res['tools']})")
-        from scripts.bench.vm_worker import CLUSTER_IP, SERVER_IP
-
         paths = [(mode, target, ip) for mode in p["dataplane_modes"]
                  for target, ip in (("ClusterIP", CLUSTER_IP), ("pod IP", SERVER_IP))]
         for rep in range(p["reps"]):
@@ -145,21 +149,29 @@ def dataplane_in_guest(vm: Any, p: dict, log: Any) -> dict:
         for node in nodes.values():
             for pid in node.get("pids", []):
                 vm.run(["kill", str(pid)])
-            for ns in (node.get("server_ns"), node.get("client_ns"), node["node_ns"]):
-                if ns:
-                    vm.run(["ip", "netns", "delete", ns])
+            for ns in (*node["pods"], node["node_ns"]):
+                vm.run(["ip", "netns", "delete", ns])
     return out
 
 
-def measure(quick: bool, log: Any) -> dict:
+def measure(quick: bool, log: Any, p: dict | None = None, checkpoint: Path | None = None) -> dict:
+    """Run the plan (default: plan(quick)); with `checkpoint`, the figures so far are written there as JSON
+    after every step (a run stopped half-way still renders with `--render`)."""
     from netk8s.dataplane import links, netns, qemu
     from netk8s.errors import KernelError
     from netk8s.lab.vm import VmNode
     from netk8s.model import naming
 
-    p = plan(quick)
-    data: dict[str, Any] = {"quick": quick, "boots": [], "rules": [], "load": [("start", loadavg())],
+    p = p or plan(quick)
+    data: dict[str, Any] = {"quick": quick, "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in p.items()},
+                            "boots": [], "rules": [], "load": [("start", loadavg())],
                             "accel": "kvm" if qemu.kvm_usable() else "tcg"}
+
+    def save(phase: str) -> None:
+        data["load"].append((phase, loadavg()))
+        if checkpoint is not None:
+            checkpoint.write_text(json.dumps(data, indent=1))
+
     switch = naming.switch_netns(TAG)
     with tempfile.TemporaryDirectory(prefix="netk8s-bench-vm-") as tmp:
         netns.create_netns(switch)
@@ -181,7 +193,14 @@ def measure(quick: bool, log: Any) -> dict:
                     vm.stop()
             assert vm is not None
             data["guest_kernel"] = vm.run(["uname", "-r"], check=True).stdout.strip()
-            data["load"].append(("booted", loadavg()))
+            save("booted")
+            if p["dataplane_modes"]:
+                try:
+                    data["dataplane"] = dataplane_in_guest(vm, p, log)
+                except KernelError as exc:
+                    data["dataplane"] = {"error": str(exc).splitlines()[0][:300]}
+                    log_to(log, f"dataplane FAILED {exc}")
+                save("data plane")
             for n in p["sizes"]:
                 for mode in p["modes"]:
                     row: dict[str, Any] = {"mode": mode, "services": n}
@@ -193,13 +212,8 @@ def measure(quick: bool, log: Any) -> dict:
                         row["error"] = str(exc).splitlines()[0][:300]
                         log_to(log, f"rules {mode} {n}: FAILED {exc}")
                     data["rules"].append(row)
-                data["load"].append((f"rules {n:,}", loadavg()))
-            try:
-                data["dataplane"] = dataplane_in_guest(vm, p, log)
-            except KernelError as exc:
-                data["dataplane"] = {"error": str(exc).splitlines()[0][:300]}
-                log_to(log, f"dataplane FAILED {exc}")
-            data["load"].append(("end", loadavg()))
+                    save(f"rules {mode} {n:,}")
+            save("end")
         finally:
             if vm is not None:
                 vm.stop()
@@ -209,6 +223,44 @@ def measure(quick: bool, log: Any) -> dict:
 
 def run_bench(quick: bool, log: Any) -> Section:
     return section(measure(quick, log))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m scripts.bench.vm [--quick] [--sizes N,N] [--modes M,M] [--no-dataplane] [--json F] [--out F]`
+    (one part of the plan, checkpointed), or `--render F --out F` (the section from a checkpoint)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m scripts.bench.vm")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sizes", default="")
+    ap.add_argument("--modes", default="")
+    ap.add_argument("--boots", type=int, default=0)
+    ap.add_argument("--no-dataplane", action="store_true")
+    ap.add_argument("--json", default="", help="checkpoint: the figures so far, after every step")
+    ap.add_argument("--render", default="", help="render the section from this checkpoint; run nothing")
+    ap.add_argument("--out", default="", help="write the section's Markdown here")
+    args = ap.parse_args(argv)
+    if args.render:
+        data = json.loads(Path(args.render).read_text())
+    else:
+        p = plan(args.quick)
+        if args.sizes:
+            p["sizes"] = tuple(int(x) for x in args.sizes.split(","))
+        if args.modes:
+            p["modes"] = tuple(x for x in args.modes.split(",") if x)
+        if args.boots:
+            p["boots"] = args.boots
+        if args.no_dataplane:
+            p["dataplane_modes"] = ()
+        data = measure(args.quick, lambda m: print(f"[bench-vm] {m}", file=sys.stderr, flush=True), p,
+                       Path(args.json) if args.json else None)
+    sec = section(data)
+    text = report.render_report([sec], {}, quick=bool(data.get("quick")), command="python -m scripts.bench.vm")
+    body = text[text.index("## 9."):]
+    print(body)
+    if args.out:
+        Path(args.out).write_text(body)
+    return 0
 
 
 def plot(sec: Section, path: Path, quick: bool) -> bool:
@@ -231,7 +283,7 @@ def _ipvs_split(row: dict) -> str:
 def section(data: dict) -> Section:
     quick = bool(data.get("quick"))
     tools = (data.get("dataplane") or {}).get("tools")
-    sec = Section("vm", "9. VM nodes", method=method(quick, tools), data=data)
+    sec = Section("vm", "9. VM nodes", method=method(quick, tools, data.get("plan")), data=data)
     boots = data.get("boots", [])
     ready = [b["ready"] for b in boots]
     pid1 = [b["pid1"] for b in boots if b.get("pid1") is not None]
@@ -291,3 +343,7 @@ def section(data: dict) -> Section:
 
 def _mbit(bps: float | None) -> float | None:
     return None if bps is None else bps / 1e6
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -69,3 +69,10 @@ def test_apply_timeouts_scale_with_the_text() -> None:
 
     assert timeouts.for_text(60.0, "") == 60.0
     assert timeouts.for_text(60.0, "x" * timeouts.BYTES_PER_SECOND * 100) == 160.0
+
+
+def test_parse_addresses_of_ip_o_4_address_show() -> None:
+    text = ("7: kube-ipvs0    inet 10.96.0.1/32 scope global kube-ipvs0\\       valid_lft forever preferred_lft forever\n"
+            "7: kube-ipvs0    inet 10.96.0.10/32 scope global kube-ipvs0\\       valid_lft forever preferred_lft forever\n")
+    assert iproute.parse_addresses(text) == {"10.96.0.1", "10.96.0.10"}
+    assert iproute.parse_addresses("") == set()
