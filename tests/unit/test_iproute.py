@@ -76,3 +76,21 @@ def test_parse_addresses_of_ip_o_4_address_show() -> None:
             "7: kube-ipvs0    inet 10.96.0.10/32 scope global kube-ipvs0\\       valid_lft forever preferred_lft forever\n")
     assert iproute.parse_addresses(text) == {"10.96.0.1", "10.96.0.10"}
     assert iproute.parse_addresses("") == set()
+
+
+def test_device_addresses_reads_them_with_one_ip_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    calls: list[list[str]] = []
+
+    def fake_exec(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "7: kube-ipvs0    inet 10.96.0.1/32 scope global kube-ipvs0\n", "")
+
+    monkeypatch.setattr(ipvs, "_exec", fake_exec)
+    monkeypatch.setattr(ipvs.links, "link_exists", lambda netns, name: True)
+    assert ipvs.device_addresses() == {"10.96.0.1"}
+    assert calls == [["ip", "-o", "-4", "address", "show", "dev", "kube-ipvs0"]]
+    monkeypatch.setattr(ipvs.links, "link_exists", lambda netns, name: False)
+    assert ipvs.device_addresses() is None  # no device: None, and no ip call
+    assert len(calls) == 1
