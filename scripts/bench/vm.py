@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +168,12 @@ def measure(quick: bool, log: Any, p: dict | None = None, checkpoint: Path | Non
                             "boots": [], "rules": [], "load": [("start", loadavg())],
                             "accel": "kvm" if qemu.kvm_usable() else "tcg"}
 
+    started = time.monotonic()
+    data["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
     def save(phase: str) -> None:
         data["load"].append((phase, loadavg()))
+        data["seconds"] = time.monotonic() - started
         if checkpoint is not None:
             checkpoint.write_text(json.dumps(data, indent=1))
 
@@ -254,7 +259,13 @@ def main(argv: list[str] | None = None) -> int:
             p["dataplane_modes"] = ()
         data = measure(args.quick, lambda m: print(f"[bench-vm] {m}", file=sys.stderr, flush=True), p,
                        Path(args.json) if args.json else None)
+    if "machine" not in data:
+        from scripts.bench.__main__ import machine_info
+
+        info = machine_info()
+        data["machine"] = {k: info[k] for k in ("CPU", "logical CPUs", "RAM", "kernel", "OS", "git commit") if k in info}
     sec = section(data)
+    sec.seconds = float(data.get("seconds") or 0.0)
     text = report.render_report([sec], {}, quick=bool(data.get("quick")), command="python -m scripts.bench.vm")
     body = text[text.index("## 9."):]
     print(body)
@@ -335,8 +346,11 @@ def section(data: dict) -> Section:
     if dp.get("setup"):
         sec.notes.append("one-Service sync in the data plane's node namespaces: " + ", ".join(
             f"{mode} {fmt(s['sync_s'], 's')}" for mode, s in dp["setup"].items()))
+    if data.get("machine"):
+        sec.notes.append("machine (host): " + ", ".join(f"{k} {v}" for k, v in data["machine"].items()))
     if data.get("load"):
-        sec.notes.append("load average of the host (1, 5, 15 min) during the run: " + "; ".join(
+        sec.notes.append(f"load average of the host (1, 5, 15 min) during the run{' of ' + data['date'] if data.get('date') else ''}, "
+                         "shared with other jobs: " + "; ".join(
             f"{phase}: {load}" for phase, load in data["load"]))
     return sec
 

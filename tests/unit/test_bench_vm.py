@@ -27,6 +27,7 @@ def sample() -> dict:
                                "ipvs/ClusterIP": {"bps": [450e6, 450e6], "cps": [250.0, 250.0]},
                                "ipvs/pod IP": {"bps": [900e6, 900e6], "cps": [500.0, 500.0]}}},
         "load": [("start", "3.1 2.0 1.0"), ("end", "4.0 3.0 2.0")],
+        "machine": {"CPU": "AMD EPYC", "logical CPUs": "2"}, "date": "2026-12-03 13:17 UTC",
     }
 
 
@@ -56,7 +57,8 @@ def test_section_renders_boot_rules_split_dataplane_and_load() -> None:
     assert "| iptables | ClusterIP | 900 Mbit/s | 500 conn/s | 0.90x | 1.00x | 2 |" in text
     assert "| ipvs | ClusterIP | 450 Mbit/s | 250 conn/s | 0.50x | 0.50x | 2 |" in text
     assert "IPVS vs iptables in the same guest: throughput 0.50x, connection rate 0.50x" in text
-    assert "start: 3.1 2.0 1.0; end: 4.0 3.0 2.0" in text
+    assert "during the run of 2026-12-03 13:17 UTC, shared with other jobs: start: 3.1 2.0 1.0; end: 4.0 3.0 2.0" in text
+    assert "machine (host): CPU AMD EPYC, logical CPUs 2" in text
 
 
 def test_section_without_figures_still_renders() -> None:
