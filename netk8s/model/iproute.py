@@ -1,9 +1,10 @@
 """Pure text for `ip -batch -`: many address changes on one link sent to ONE `ip` process.
 
 Why: kube-ipvs0 holds one /32 per ClusterIP / external IP, so a full IPVS sync of 10,000 Services adds
-~10,000 addresses. One netlink request per address from Python (pyroute2, a socket opened per call) cost
-424 s for 1,000 Services in a QEMU TCG guest; the same addresses in one `ip -batch -` took a fraction of
-it (BENCHMARKS.md section 9). The text is plain `ip` commands, one a line (ip(8): "-b, -batch FILENAME").
+~10,000 addresses. One netlink request per address from Python (pyroute2, a socket opened per call) made
+a full sync of 100 Services take 18.6 s in a QEMU TCG guest, 10.1 s with one `ip -batch -` (same guest;
+an earlier run measured 424 s at 1,000 Services; batched, those 1,000 addresses take 1.7 s: BENCHMARKS.md
+section 9). The text is plain `ip` commands, one a line (ip(8): "-b, -batch FILENAME").
 """
 
 from __future__ import annotations
