@@ -331,12 +331,16 @@ def section(data: dict) -> Section:
         for key, r in runs.items():
             mode, target = key.split("/", 1)
             direct = runs.get(f"{mode}/pod IP", {})
-            drows.append((mode, target, fmt(_mbit(median(r["bps"])), "Mbit/s"), fmt(median(r["cps"]), "conn/s"),
+            drows.append((mode, target, f"{fmt(_mbit(median(r['bps'])), 'Mbit/s')} ({_span([_mbit(x) for x in r['bps']])})",
+                          f"{fmt(median(r['cps']), 'conn/s')} ({_span(r['cps'])})",
                           fmt_ratio(report.ratio(median(r["bps"]), median(direct.get("bps", [])))),
                           fmt_ratio(report.ratio(median(r["cps"]), median(direct.get("cps", [])))),
                           len(r["bps"])))
-        sec.tables.append(report.table(("mode", "client pod ->", "throughput, median", "connection rate, median",
+        sec.tables.append(report.table(("mode", "client pod ->", "throughput, median (rounds' range)",
+                                        "connection rate, median (rounds' range)",
                                         "throughput vs pod IP", "conn rate vs pod IP", "rounds"), drows))
+        sec.notes.append("client pod -> pod IP is the same path in both node namespaces (no Service rule is "
+                         "on it): the spread between the two modes' pod-IP rows is the noise of the shared host.")
         a, b = runs.get("ipvs/ClusterIP"), runs.get("iptables/ClusterIP")
         if a and b:
             sec.notes.append(
@@ -353,6 +357,11 @@ def section(data: dict) -> Section:
                          "shared with other jobs: " + "; ".join(
             f"{phase}: {load}" for phase, load in data["load"]))
     return sec
+
+
+def _span(values: list[float | None]) -> str:
+    xs = [x for x in values if x is not None]
+    return f"{fmt(min(xs))}-{fmt(max(xs))}" if xs else "-"
 
 
 def _mbit(bps: float | None) -> float | None:

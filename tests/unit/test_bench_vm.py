@@ -54,8 +54,8 @@ def test_section_renders_boot_rules_split_dataplane_and_load() -> None:
     # IPVS: where the time went, biggest kernel call first after ipvsadm --restore
     assert ("| 100 | ipvsadm --restore 1.50 s, set_addresses 2.00 s, ipset_restore 0.500 s, restore 0.250 s, "
             "ipvsadm_list 0.125 s | ipvsadm --restore 0.100 s, ipvsadm_list 1.00 s |") in text
-    assert "| iptables | ClusterIP | 900 Mbit/s | 500 conn/s | 0.90x | 1.00x | 2 |" in text
-    assert "| ipvs | ClusterIP | 450 Mbit/s | 250 conn/s | 0.50x | 0.50x | 2 |" in text
+    assert "| iptables | ClusterIP | 900 Mbit/s (800-1,000) | 500 conn/s (400-600) | 0.90x | 1.00x | 2 |" in text
+    assert "| ipvs | ClusterIP | 450 Mbit/s (450-450) | 250 conn/s (250-250) | 0.50x | 0.50x | 2 |" in text
     assert "IPVS vs iptables in the same guest: throughput 0.50x, connection rate 0.50x" in text
     assert "during the run of 2026-12-03 13:17 UTC, shared with other jobs: start: 3.1 2.0 1.0; end: 4.0 3.0 2.0" in text
     assert "machine (host): CPU AMD EPYC, logical CPUs 2" in text
