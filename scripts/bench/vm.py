@@ -37,6 +37,7 @@ MODES = ("iptables", "nftables", "ipvs")
 DATAPLANE_MODES = ("iptables", "ipvs")
 CHANGES = 3
 ENDPOINTS = 5
+READS = ("ipset_save", "ipvsadm_list", "device_addresses")  # IPVS mode's read-back of the kernel each sync
 RULES_TIMEOUT = 4 * 3600.0  # s per (mode, size): 10,000 Services under TCG on a shared machine
 
 
@@ -322,6 +323,13 @@ def section(data: dict) -> Section:
     if splits:
         sec.tables.append(report.table(("IPVS mode, Services", "full sync: kernel calls", "one-endpoint change: kernel calls"),
                                        [(f"{n:,}", full, part) for n, full, part in splits]))
+    for r in data.get("rules", []):
+        if r.get("split") and r.get("partial"):
+            reads = median(sum(x.get("split", {}).get(k, 0.0) for k in READS) for x in r["partial"])
+            sec.notes.append(
+                f"IPVS mode, {r['services']:,} Services: of a one-endpoint change's {fmt(_partial(r), 's')} (median), "
+                f"{fmt(reads, 's')} is reading the kernel back for the diff ({', '.join(READS)}), as kube-proxy's "
+                "IPVS proxier lists the kernel's virtual servers and ipset entries every sync.")
     dp = data.get("dataplane") or {}
     if dp.get("error"):
         sec.notes.append(f"data plane failed: {dp['error']}")
