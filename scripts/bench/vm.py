@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="")
     ap.add_argument("--modes", default="")
     ap.add_argument("--boots", type=int, default=0)
+    ap.add_argument("--changes", type=int, default=0)
     ap.add_argument("--no-dataplane", action="store_true")
     ap.add_argument("--json", default="", help="checkpoint: the figures so far, after every step")
     ap.add_argument("--render", default="", help="render the section from this checkpoint; run nothing")
@@ -256,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             p["modes"] = tuple(x for x in args.modes.split(",") if x)
         if args.boots:
             p["boots"] = args.boots
+        if args.changes:
+            p["changes"] = args.changes
         if args.no_dataplane:
             p["dataplane_modes"] = ()
         data = measure(args.quick, lambda m: print(f"[bench-vm] {m}", file=sys.stderr, flush=True), p,
@@ -307,17 +310,18 @@ def section(data: dict) -> Section:
     rows = []
     for r in data.get("rules", []):
         if "error" in r:
-            rows.append((r["mode"], f"{r['services']:,}", f"failed: {r['error']}", "", "", "", "", ""))
+            rows.append((r["mode"], f"{r['services']:,}", f"failed: {r['error']}", "", "", "", "", "", ""))
             continue
         partial = _partial(r)
         rows.append((r["mode"], f"{r['services']:,}", fmt(r.get("full_s"), "s"), fmt(r.get("apply_s"), "s"),
                      fmt(partial, "s"), fmt(median(x["apply_s"] for x in r.get("partial", [])
                                                    if x.get("apply_s") is not None), "s"),
-                     fmt(r.get("kernel_rules")), fmt((r.get("rss_peak") or 0) / 2**20 or None, "MiB")))
+                     len(r.get("partial", [])), fmt(r.get("kernel_rules")),
+                     fmt((r.get("rss_peak") or 0) / 2**20 or None, "MiB")))
     if rows:
         sec.tables.append(report.table(
             ("mode (in the guest)", "Services", "full sync", "of which the restore call", "one-endpoint change, median",
-             "of which the restore call", "kernel objects", "peak RSS"), rows))
+             "of which the restore call", "changes", "kernel objects", "peak RSS"), rows))
     splits = [(r["services"], _ipvs_split(r), _ipvs_split(min(r["partial"], key=lambda x: x["s"]))
                if r.get("partial") else "") for r in data.get("rules", []) if r.get("split")]
     if splits:

@@ -49,7 +49,7 @@ def test_section_renders_boot_rules_split_dataplane_and_load() -> None:
     assert "## 9. VM nodes" in text
     assert "iperf3 (one stream)" in sec.method and "wrk -t1 -c16" in sec.method
     assert "| 24.5 s | 23.5 s | 25.5 s | 11.0 s | 2 | tcg | 6.1.0-57-amd64 |" in text
-    assert "| iptables | 100 | 1.50 s | 0.500 s | 0.625 s | 0.375 s | 1,750 | 40.0 MiB |" in text
+    assert "| iptables | 100 | 1.50 s | 0.500 s | 0.625 s | 0.375 s | 2 | 1,750 | 40.0 MiB |" in text
     assert "| nftables | 1,000 | failed: nft -f -: timed out after 120.0s |" in text
     # IPVS: where the time went, biggest kernel call first after ipvsadm --restore
     assert ("| 100 | ipvsadm --restore 1.50 s, set_addresses 2.00 s, ipset_restore 0.500 s, restore 0.250 s, "
