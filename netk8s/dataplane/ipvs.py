@@ -73,12 +73,13 @@ def require_support() -> None:
 
 
 def _exec(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    rate = timeouts.IPSET_BYTES_PER_SECOND if argv[0] == IPSET else timeouts.BYTES_PER_SECOND
     tool = shutil.which(argv[0], path="/usr/sbin:/sbin:/usr/bin:/bin")
     if tool is None:
         raise KernelError(f"{argv[0]} is not installed", hint="run scripts/install-deps.sh (apt: ipvsadm ipset)")
     try:
         return subprocess.run([tool, *argv[1:]], input=stdin, capture_output=True, text=True,
-                              timeout=timeouts.for_text(TIMEOUT, stdin or ""), check=False)
+                              timeout=timeouts.for_text(TIMEOUT, stdin or "", rate), check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise KernelError(f"{' '.join(argv)}: {exc}") from exc
 

@@ -94,3 +94,21 @@ def test_device_addresses_reads_them_with_one_ip_call(monkeypatch: pytest.Monkey
     monkeypatch.setattr(ipvs.links, "link_exists", lambda netns, name: False)
     assert ipvs.device_addresses() is None  # no device: None, and no ip call
     assert len(calls) == 1
+
+
+def test_ipset_restore_gets_the_slower_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from netk8s.dataplane import timeouts
+
+    seen: list[float] = []
+
+    def fake_run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        seen.append(kw["timeout"])  # type: ignore[arg-type]
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(ipvs.subprocess, "run", fake_run)
+    text = "x" * 10 * 1024
+    ipvs.ipset_restore(text)
+    ipvs.ipvsadm_restore(text)
+    assert seen == [ipvs.TIMEOUT + 10.0, timeouts.for_text(ipvs.TIMEOUT, text)]
