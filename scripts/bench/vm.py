@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -247,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render", default="", help="render the section from this checkpoint; run nothing")
     ap.add_argument("--out", default="", help="write the section's Markdown here")
     args = ap.parse_args(argv)
+    # SIGTERM (and SIGINT, which a shell's background job ignores) unwind through measure's `finally`:
+    # the VM, its tap and the switch namespace go (scripts.bench.__main__ does the same for the driver).
+    from scripts.bench.__main__ import _sigterm
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGINT, _sigterm)
     if args.render:
         data = json.loads(Path(args.render).read_text())
     else:
