@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from netk8s.dataplane import timeouts
 from netk8s.errors import KernelError
 from netk8s.model import naming
 from netk8s.model.iptsave import chain_names, parse_save, table_lines
@@ -109,7 +110,7 @@ def restore(text: str, noflush: bool = True) -> None:
     On failure raise KernelError naming the failing line with 2 lines of context around it.
     """
     argv = [RESTORE, "--wait"] + (["--noflush"] if noflush else [])
-    proc = _run_text(argv, text)
+    proc = _run_text(argv, text, timeouts.for_text(TIMEOUT, text))
     if proc.returncode == 0:
         return
     err = proc.stderr.strip()

@@ -9,7 +9,9 @@ uses per-object netlink calls too (its libipvs), and a full sync of 10,000 Servi
 This kernel has no ip_vs, so neither could be measured here: the comparison belongs to the VM-node
 benchmarks (BENCHMARKS.md, issue 12), and this choice is the one to revisit with those numbers.
 Reading back returns `ipvsadm -L -n` (weights and connection counts, which graceful removal needs) and
-`ipset save` as text (netk8s.proxy.render_ipvs parses them); kube-ipvs0 and its addresses go through pyroute2 (netk8s.dataplane.links).
+`ipset save` as text (netk8s.proxy.render_ipvs parses them). kube-ipvs0 itself goes through pyroute2
+(netk8s.dataplane.links); its addresses are read with ONE `ip -o -4 address show` and changed with ONE
+`ip -batch -` (netk8s.model.iproute says why: pyroute2's per-address Python cost in a TCG guest).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import subprocess
 from pathlib import Path
 
 from netk8s.dataplane import iptables as _iptables
-from netk8s.dataplane import links
+from netk8s.dataplane import links, timeouts
 from netk8s.errors import KernelError
-from netk8s.model import naming
+from netk8s.model import iproute, naming
 from netk8s.model.naming import (
     IPSET_CLUSTER_IP,
     IPSET_EXTERNAL_IP,
@@ -36,6 +38,7 @@ from netk8s.model.naming import (
 
 IPVSADM = "ipvsadm"
 IPSET = "ipset"
+IP = "ip"
 TIMEOUT = 120.0
 PROC_IP_VS = Path("/proc/net/ip_vs")
 SYS_DUMMY = Path("/sys/module/dummy")
@@ -69,15 +72,20 @@ def require_support() -> None:
         raise KernelError(f"--proxy-mode ipvs: this kernel has no {' and no '.join(missing)}", hint=VM_HINT)
 
 
-def _run(argv: list[str], stdin: str | None = None) -> str:
+def _exec(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    rate = timeouts.IPSET_BYTES_PER_SECOND if argv[0] == IPSET else timeouts.BYTES_PER_SECOND
     tool = shutil.which(argv[0], path="/usr/sbin:/sbin:/usr/bin:/bin")
     if tool is None:
         raise KernelError(f"{argv[0]} is not installed", hint="run scripts/install-deps.sh (apt: ipvsadm ipset)")
     try:
-        p = subprocess.run([tool, *argv[1:]], input=stdin, capture_output=True, text=True, timeout=TIMEOUT,
-                           check=False)
+        return subprocess.run([tool, *argv[1:]], input=stdin, capture_output=True, text=True,
+                              timeout=timeouts.for_text(TIMEOUT, stdin or "", rate), check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise KernelError(f"{' '.join(argv)}: {exc}") from exc
+
+
+def _run(argv: list[str], stdin: str | None = None) -> str:
+    p = _exec(argv, stdin)
     if p.returncode != 0:
         raise KernelError(f"{' '.join(argv)} failed: {p.stderr.strip() or p.stdout.strip()}")
     return p.stdout
@@ -106,10 +114,16 @@ def ipset_save() -> str:
 
 
 def device_addresses() -> set[str] | None:
-    """The addresses of kube-ipvs0, or None when it does not exist."""
+    """The addresses of kube-ipvs0, or None when it does not exist: ONE `ip -o -4 address show` (parsed by
+    netk8s.model.iproute.parse_addresses, which says why not pyroute2). Every sync reads them (the diff)."""
     if not links.link_exists(None, naming.KUBE_IPVS_DEVICE):
         return None
-    return {c.split("/")[0] for c in links.list_addresses(None, naming.KUBE_IPVS_DEVICE)}
+    p = _exec([IP, "-o", "-4", "address", "show", "dev", naming.KUBE_IPVS_DEVICE])
+    if p.returncode != 0:
+        if not links.link_exists(None, naming.KUBE_IPVS_DEVICE):  # deleted in between
+            return None
+        raise KernelError(f"ip -o -4 address show dev {naming.KUBE_IPVS_DEVICE} failed: {p.stderr.strip()}")
+    return iproute.parse_addresses(p.stdout)
 
 
 def ensure_device() -> None:
@@ -119,10 +133,14 @@ def ensure_device() -> None:
 
 
 def set_addresses(add: list[str], delete: list[str]) -> None:
-    for ip in delete:
-        links.delete_address(None, naming.KUBE_IPVS_DEVICE, f"{ip}/32")
-    for ip in add:
-        links.ensure_address(None, naming.KUBE_IPVS_DEVICE, f"{ip}/32")
+    """Put `add` on kube-ipvs0 and take `delete` off it with ONE `ip -batch -` (netk8s.model.iproute says
+    why). Idempotent: present addresses are replaced in place, absent ones are not deleted."""
+    if not add and not delete:
+        return
+    present = (device_addresses() or set()) if delete else None
+    text = iproute.address_batch(naming.KUBE_IPVS_DEVICE, add, delete, present)
+    if text:
+        _run([IP, "-batch", "-"], text)
 
 
 def has_leftovers() -> bool:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from netk8s.dataplane import timeouts
 from netk8s.dataplane.iptables import line_context
 from netk8s.errors import KernelError
 from netk8s.model.naming import KUBE_PROXY_TABLE
@@ -51,7 +52,7 @@ def failing_line(stderr: str) -> int | None:
 def apply(text: str) -> None:
     """Apply one transaction with `nft -f -`; on failure raise KernelError naming the failing line."""
     argv = [NFT, "-f", "-"]
-    proc = _run(argv, stdin=text)
+    proc = _run(argv, stdin=text, timeout=timeouts.for_text(TIMEOUT, text))
     if proc.returncode == 0:
         return
     err = proc.stderr.strip()

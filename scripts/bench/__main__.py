@@ -1,6 +1,6 @@
 """`python -m scripts.bench [--quick] [--only NAME,...] [--out BENCHMARKS.md]`: run the benchmarks, write the report.
 
-Benchmarks: rules, latency, dataplane, dns, podstart, ingress, netpol, apiserver, reliability (see BENCHMARKS.md for each method). Each one
+Benchmarks: rules, latency, dataplane, dns, podstart, ingress, netpol, apiserver, reliability, vm (see BENCHMARKS.md for each method). Each one
 cleans up after itself in `finally`; SIGTERM is turned into KeyboardInterrupt so Ctrl-C and `kill`
 both unwind through those blocks. A benchmark that fails is reported as failed, the others still run.
 """
@@ -24,7 +24,7 @@ from scripts.bench import report
 from scripts.bench.common import REPO
 from scripts.bench.report import Section
 
-BENCHES = ("rules", "latency", "dataplane", "dns", "podstart", "ingress", "netpol", "apiserver", "reliability")
+BENCHES = ("rules", "latency", "dataplane", "dns", "podstart", "ingress", "netpol", "apiserver", "reliability", "vm")
 PLOT_DIR = Path("docs/bench")
 
 
