@@ -520,9 +520,18 @@ def exec_(ctx: click.Context, namespace: str, container: str | None, interactive
         raise NetK8sError(f"pod/{obj['metadata']['name']}: cannot exec into a pod that is not running "
                           f"(phase {(obj.get('status') or {}).get('phase', 'Pending')})")
     lab_name = lab_of(ctx)
+    name = container or obj["spec"]["containers"][0]["name"]
+    from netk8s.lab.manager import load_lab
+
+    info = load_lab(lab_name)
+    if obj["spec"]["nodeName"] in info.vm_nodes():
+        # the pod is in a guest's kernel: the way kubectl goes, the API server and the node's kubelet API
+        from netk8s.store.podexec import pod_exec
+
+        stdin = sys.stdin.buffer.read() if interactive else None
+        ctx.exit(pod_exec(info.store, namespace, obj["metadata"]["name"], name, argv, stdin))
     rt = pod_runtime(lab_name, obj["spec"]["nodeName"])
     uid = obj["metadata"]["uid"]
-    name = container or obj["spec"]["containers"][0]["name"]
     # like `kubectl exec`: the command gets the container's environment and the caller's terminal
     result = rt.exec(uid, naming.pod_netns(lab_name, uid), list(argv), timeout=None,
                      env=rt.container_environ(uid, name), capture=False, inherit_stdin=interactive)
