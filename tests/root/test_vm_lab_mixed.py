@@ -109,8 +109,10 @@ def test_both_nodes_proxies_serve_one_service(lab: Lab) -> None:
         out = lab.node_exec("external", "sh", "-c", f"for i in $(seq 12); do curl -s -m 5 http://{node_ip}:{np}/hostname "
                             "|| echo FAIL; echo; done", timeout=SLOW).stdout
         assert {a for a in out.splitlines() if a} == {"web-ns", "web-vm"}, (node_ip, out)
-    assert "KUBE-SVC-" in lab.node_exec("node1", "iptables-legacy-save", "-t", "nat").stdout
-    assert "KUBE-SVC-" in lab.node_exec("node2", "iptables-legacy-save", "-t", "nat").stdout
+    # `netk8s rules` reads both nodes' rules (node2's in the guest) for the one Service
+    rules = lab.cli("rules", "--service", "web", timeout=SLOW).stdout
+    node1, _, node2 = rules.partition("== node2")
+    assert node1.startswith("== node1") and vip in node1 and vip in node2, rules
 
 
 def test_kill_9_of_every_lab_process_then_clean_leaves_nothing(lab: Lab) -> None:
