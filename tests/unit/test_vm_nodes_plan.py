@@ -111,3 +111,20 @@ def test_the_guest_agent_is_the_labs_and_the_vagrant_workers_argv(state_dir: Pat
     assert argv[argv.index("--kubelet-token-file") + 1] in files
     assert argv[argv.index("--node-resolv") + 1] in files
     assert vmnodes.agent_log("vmpt", "node2").endswith("logs/agent-node2.log")
+
+
+def test_pod_exec_through_the_api_server_speaks_kubectls_url_and_exit_codes() -> None:
+    """`netk8s exec` into a VM node's pod: the exec subresource URL (a `command` per word) and the exit
+    code from the error channel's Status (netk8s.model.remotecommand.exit_status is what the kubelet sends)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from netk8s.model import remotecommand
+    from netk8s.store.podexec import exec_url, exit_code
+
+    url = urlsplit(exec_url("https://127.0.0.1:6443", "default", "web-1", "c", ["sh", "-c", "echo a b"], stdin=False))
+    assert url.path == "/api/v1/namespaces/default/pods/web-1/exec"
+    q = parse_qs(url.query)
+    assert q["command"] == ["sh", "-c", "echo a b"] and q["container"] == ["c"] and "stdin" not in q
+    assert exit_code(remotecommand.exit_status("v5.channel.k8s.io", 0, ["true"])) == 0
+    assert exit_code(remotecommand.exit_status("v5.channel.k8s.io", 7, ["curl"])) == 7
+    assert exit_code(remotecommand.failure_status("no such container")) == 1
