@@ -38,7 +38,7 @@ spec:
   template:
     metadata: {{labels: {{app: backend}}}}
     spec:
-      terminationGracePeriodSeconds: 5
+      terminationGracePeriodSeconds: 30
       containers:
       - name: agnhost
         image: {AGNHOST}
@@ -48,8 +48,11 @@ spec:
           httpGet: {{path: /healthz, port: http}}
           periodSeconds: 1
         lifecycle:
+          # a terminating pod serves on until every node's proxy has taken it out (weight 0): under TCG
+          # on a busy machine a guest's agent takes seconds to sync an EndpointSlice change (seen: new
+          # connections refused with the 2 s the namespace suites use)
           preStop:
-            sleep: {{seconds: 2}}
+            sleep: {{seconds: 20}}
 ---
 apiVersion: v1
 kind: Service
