@@ -137,7 +137,7 @@ def normalize_key(kind: str, namespace: str | None, name: str) -> Key:
     return kind, "", name
 
 
-def to_json(obj: dict) -> str:
+def to_json(obj: object) -> str:
     """Canonical JSON text of an object (what the stores keep); ValidationError if not JSON-able."""
     try:
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
