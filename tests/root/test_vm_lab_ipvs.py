@@ -299,10 +299,9 @@ def test_scaling_1_4_1_under_request_loops_fails_no_request(lab: Lab) -> None:
         stop_host.touch()
         for loop in loops:
             loop.join(timeout=SLOW)
+        lab.cli("scale", "deployment", "backend", "--replicas", "3")  # what the next tests expect, even after a failure
     loops[0].check(min_ok=100)
     loops[1].check(min_ok=200)
-    lab.cli("scale", "deployment", "backend", "--replicas", "3")
-    lab.ready_pods("app=backend", 3, timeout=SLOW)
 
 
 def no_ipvs_state(lab: Lab, node: str) -> bool:
@@ -313,6 +312,7 @@ def no_ipvs_state(lab: Lab, node: str) -> bool:
 
 def test_switching_to_iptables_and_back_leaves_no_ipvs_state_behind(lab: Lab) -> None:
     vip = cluster_ip(lab, "backend")
+    lab.ready_pods("app=backend", 3, timeout=SLOW)
     lab.cli("lab", "set-proxy-mode", "iptables", timeout=1200)
     for node in ("node1", "node2"):
         assert no_ipvs_state(lab, node)  # kube-proxy --cleanup: no virtual server, kube-ipvs0 or ipset
