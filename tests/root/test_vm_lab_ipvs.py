@@ -237,7 +237,8 @@ def test_netk8s_trace_live_on_a_vm_node_in_ipvs_mode(lab: Lab) -> None:
         return json.loads(p.stdout)
 
     def snapshot() -> tuple[str, ...]:
-        rules = re.sub(r"\[\d+:\d+\]", "", lab.node_exec("node1", "iptables-legacy-save").stdout)
+        saved = lab.node_exec("node1", "iptables-legacy-save").stdout  # its "# Generated ... on DATE" lines tick
+        rules = re.sub(r"\[\d+:\d+\]", "", "\n".join(ln for ln in saved.splitlines() if not ln.startswith("#")))
         return (rules, lab.node_exec("node1", "ipset", "save").stdout, lab.node_exec("node1", "ipvsadm", "-Sn").stdout,
                 lab.node_exec("node1", "ip", "-o", "-4", "addr").stdout)
 
