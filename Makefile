@@ -6,7 +6,7 @@ NETK8S := $(VENV)/bin/netk8s
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider --durations=25
 TESTS ?= tests
 
-.PHONY: install demo test test-unit test-integration test-root test-stress lint bench bench-quick bench-deps clean
+.PHONY: install demo test test-unit test-integration test-root test-vm test-stress lint bench bench-quick bench-deps clean
 
 install:
 	@bash scripts/install-deps.sh
@@ -14,8 +14,9 @@ install:
 demo: install
 	@bash scripts/demo.sh
 
+# the whole suite but the VM-node labs (marker vmlab: `make test-vm`); tests/root/test_vm.py's one guest stays in
 test: install
-	@$(PYTEST) $(TESTS) $(PYTEST_ARGS)
+	@$(PYTEST) $(TESTS) -m "not vmlab" $(PYTEST_ARGS)
 
 # the pure tests only: no process, no socket, no namespace (tests/conftest.py enforces it), seconds long
 test-unit: install
@@ -25,7 +26,11 @@ test-integration: install
 	@$(PYTEST) $(TESTS) -m "integration and not root" $(PYTEST_ARGS)
 
 test-root: install
-	@$(PYTEST) tests/root $(PYTEST_ARGS)
+	@$(PYTEST) tests/root -m "not vmlab" $(PYTEST_ARGS)
+
+# labs of QEMU VM nodes (lab up --node-runtime vm / netns,vm): 2 labs, ~15-40 min under TCG
+test-vm: install
+	@$(PYTEST) tests/root -m vmlab $(PYTEST_ARGS)
 
 # the privileged Services (every proxy mode), overlay and DNS suites 3 times in a row under a CPU burner per core;
 # suites at nice 0, level with the burners (at nice 10 a round took hours on 2 cores; scripts/stress.py, docs/reliability.md)

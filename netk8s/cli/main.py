@@ -82,25 +82,31 @@ def lab() -> None:
 @lab.command("up")
 @click.option("--name", default=None, help="Lab name (default: --lab, NETK8S_LAB or netk8s).")
 @click.option("--nodes", default=3, show_default=True, type=int)
-@click.option("--proxy-mode", default="iptables", show_default=True)
-@click.option("--overlay", default="vxlan", show_default=True)
-@click.option("--store", "store_kind", default="sqlite", show_default=True)
-@click.option("--timeout", default="90s", show_default=True)
+@click.option("--proxy-mode", default="iptables", show_default=True,
+              help="iptables, nftables, userspace, or ipvs (ipvs needs every node to be a VM: its own kernel).")
+@click.option("--overlay", default="vxlan", show_default=True, help="vxlan or host-gw.")
+@click.option("--store", "store_kind", default="sqlite", show_default=True, help="sqlite or etcd.")
+@click.option("--node-runtime", default="netns", show_default=True,
+              help="netns (a network namespace of this kernel) or vm (a QEMU guest on its own kernel, KVM "
+                   "where it works, else software emulation), for every node, or one per node, comma-separated "
+                   "from node1: e.g. netns,vm. See docs/vm-nodes.md.")
+@click.option("--timeout", default="90s", show_default=True,
+              help="How long to wait for each stage (VM nodes get at least 10m to boot and be Ready).")
 @click.option("--dns/--no-dns", default=True, show_default=True,
               help="Deploy the cluster DNS (kube-system/kube-dns behind 10.96.0.10).")
 @click.option("--ingress/--no-ingress", default=True, show_default=True,
               help="Deploy ingress-nginx (ingress-nginx/ingress-nginx-controller, a LoadBalancer IP, class nginx).")
 @click.pass_context
 def lab_up(ctx: click.Context, name: str | None, nodes: int, proxy_mode: str, overlay: str, store_kind: str,
-           timeout: str, dns: bool, ingress: bool) -> None:
-    """Create the underlay, N node namespaces and the external client; start the agents."""
+           node_runtime: str, timeout: str, dns: bool, ingress: bool) -> None:
+    """Create the underlay, N nodes (namespaces or QEMU VMs) and the external client; start the agents."""
     from netk8s.lab.manager import lab_up as up
 
     need_root()
     name = name or lab_of(ctx)
     t0 = time.monotonic()
     up(name, nodes, proxy_mode, overlay, store_kind, progress=lambda s: click.echo(f"  {s}"),
-       timeout=parse_duration(timeout), dns=dns, ingress=ingress)
+       timeout=parse_duration(timeout), dns=dns, ingress=ingress, node_runtime=node_runtime)
     click.echo(f"ready in {time.monotonic() - t0:.1f}s. Try: netk8s --lab {name} get nodes -o wide")
 
 
@@ -129,11 +135,15 @@ def lab_status(ctx: click.Context, name: str | None) -> None:
     info = load_lab(name)
     click.echo(f"lab {info.name}: {info.nodes} nodes, overlay {info.overlay}, proxy {info.proxy_mode}, "
                f"store {info.backend or info.store}")
+    if info.vm_nodes():
+        click.echo(f"VM nodes (QEMU guests): {', '.join(info.vm_nodes())}")
     if info.api_port:
         click.echo(f"API server: https://127.0.0.1:{info.api_port} (host), https://192.168.56.10:6443 (underlay); "
                    f"kubeconfig {config.LabPaths(name).kubeconfig}")
     etcd = ["etcd"] if info.backend.startswith("etcd://") else []
-    for role in etcd + ["apiserver", "controller"] + [f"agent-{n}" for n in info.node_names()]:
+    from netk8s.lab.manager import node_roles
+
+    for role in etcd + ["apiserver", "controller"] + node_roles(info):
         pid = read_pid(name, role)
         state = "running" if pid and procs.alive(pid) else "NOT RUNNING"
         click.echo(f"  {role:<16} pid {pid}  {state}")
@@ -182,7 +192,8 @@ def lab_restart(ctx: click.Context, role: str, name: str | None, timeout: str) -
 @click.option("--timeout", default="90s", show_default=True)
 @click.pass_context
 def lab_set_proxy_mode(ctx: click.Context, mode: str, name: str | None, timeout: str) -> None:
-    """Switch a running lab's kube-proxy mode (iptables, nftables, userspace); old rules are removed."""
+    """Switch a running lab's kube-proxy mode (iptables, nftables, userspace; ipvs when every node is a
+    VM node); each agent restarts and removes the previous mode's rules, as kube-proxy --cleanup."""
     from netk8s.lab.manager import set_proxy_mode
 
     need_root()
@@ -196,26 +207,54 @@ def lab_set_proxy_mode(ctx: click.Context, mode: str, name: str | None, timeout:
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def lab_exec(ctx: click.Context, where: str, argv: tuple[str, ...]) -> None:
-    """Run a command in a node namespace (node1, node2, ...) or in the external client."""
+    """Run a command in a node (node1, node2, ...: its namespace, or inside a VM node's guest) or in the
+    external client. In a VM node the command's stdin is what is piped in (no terminal)."""
     from netk8s.dataplane.netns import run_in_netns
-    from netk8s.lab.manager import load_lab
+    from netk8s.lab.manager import load_lab, node_shell_env
     from netk8s.model import naming
 
     need_root()
     info = load_lab(lab_of(ctx))
-    if where == "external":
-        ns = naming.external_netns(info.name)
-    elif where in info.node_names():
-        ns = naming.node_netns(info.name, where)
-    else:
+    if where not in ("external", *info.node_names()):
         raise ValidationError(f"NODE: {where!r} is not a node of lab {info.name!r} "
                               f"(nodes: {', '.join(info.node_names())}, or external)")
-    from netk8s.lab.manager import node_shell_env
+    if where != "external" and info.runtime(where) == "vm":
+        from netk8s.lab import vmnodes
 
+        stdin = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+        r = vmnodes.run(info.name, where, argv, stdin=stdin)
+        click.echo(r.stdout, nl=False)
+        click.echo(r.stderr, nl=False, err=True)
+        ctx.exit(124 if r.rc is None else r.rc)
+    ns = naming.external_netns(info.name) if where == "external" else naming.node_netns(info.name, where)
     env = dict(os.environ)
     if where != "external":
         env.update(node_shell_env(info.name))
     ctx.exit(run_in_netns(ns, list(argv), timeout=None, check=False, capture=False, env=env).returncode)
+
+
+@lab.command("logs")
+@click.argument("node")
+@click.pass_context
+def lab_logs(ctx: click.Context, node: str) -> None:
+    """A node's logs: a VM node's serial console and its agent's log (read in the guest); a namespace
+    node's agent log."""
+    from netk8s.lab.manager import load_lab
+
+    need_root()
+    info = load_lab(lab_of(ctx))
+    if node not in info.node_names():
+        raise ValidationError(f"NODE: {node!r} is not a node of lab {info.name!r} (nodes: {', '.join(info.node_names())})")
+    if info.runtime(node) == "vm":
+        from netk8s.lab import vmnodes
+
+        click.echo(vmnodes.logs(info.name, node), nl=False)
+        return
+    path = config.LabPaths(info.name).logs / f"agent-{node}.log"
+    try:
+        click.echo(path.read_text(errors="replace"), nl=False)
+    except FileNotFoundError:
+        raise LabError(f"NODE: {node} has no agent log ({path})") from None
 
 
 @cli.command("clean")
@@ -481,9 +520,18 @@ def exec_(ctx: click.Context, namespace: str, container: str | None, interactive
         raise NetK8sError(f"pod/{obj['metadata']['name']}: cannot exec into a pod that is not running "
                           f"(phase {(obj.get('status') or {}).get('phase', 'Pending')})")
     lab_name = lab_of(ctx)
+    name = container or obj["spec"]["containers"][0]["name"]
+    from netk8s.lab.manager import load_lab
+
+    info = load_lab(lab_name)
+    if obj["spec"]["nodeName"] in info.vm_nodes():
+        # the pod is in a guest's kernel: the way kubectl goes, the API server and the node's kubelet API
+        from netk8s.store.podexec import pod_exec
+
+        stdin = sys.stdin.buffer.read() if interactive else None
+        ctx.exit(pod_exec(info.store, namespace, obj["metadata"]["name"], name, argv, stdin))
     rt = pod_runtime(lab_name, obj["spec"]["nodeName"])
     uid = obj["metadata"]["uid"]
-    name = container or obj["spec"]["containers"][0]["name"]
     # like `kubectl exec`: the command gets the container's environment and the caller's terminal
     result = rt.exec(uid, naming.pod_netns(lab_name, uid), list(argv), timeout=None,
                      env=rt.container_environ(uid, name), capture=False, inherit_stdin=interactive)

@@ -175,17 +175,24 @@ def rules(ctx: click.Context, node: str | None, service: str | None) -> None:
     nft = info.proxy_mode == "nftables"
     dumper = "netk8s.dataplane.nftables" if nft else "netk8s.dataplane.iptables"
     for n in [node] if node else nodes:
-        p = run_in_netns(naming.node_netns(info.name, n), [sys.executable, "-m", dumper, "dump", "--json"],
-                         timeout=60, check=False)
-        if p.returncode != 0:
-            raise NetK8sError(f"rules: reading the rules of {n} failed: {p.stderr.strip().splitlines()[-1:]}")
+        argv = [sys.executable, "-m", dumper, "dump", "--json"]
+        if info.runtime(n) == "vm":  # the same dumper, run in the guest through its control server
+            from netk8s.lab import vmnodes
+
+            r = vmnodes.run(info.name, n, argv, timeout=300)
+            rc, out, err = (1 if r.rc is None else r.rc), r.stdout, r.stderr
+        else:
+            p = run_in_netns(naming.node_netns(info.name, n), argv, timeout=60, check=False)
+            rc, out, err = p.returncode, p.stdout, p.stderr
+        if rc != 0:
+            raise NetK8sError(f"rules: reading the rules of {n} failed: {err.strip().splitlines()[-1:]}")
         click.echo(f"== {n} ({info.proxy_mode} mode)")
         if nft:
             from netk8s.proxy.nft_rules_view import format_nft_rules
 
-            text = format_nft_rules(json.loads(p.stdout), service, build_state(services, slices, n))
+            text = format_nft_rules(json.loads(out), service, build_state(services, slices, n))
         else:
-            text = format_rules(json.loads(p.stdout), service, build_state(services, slices, n))
+            text = format_rules(json.loads(out), service, build_state(services, slices, n))
         click.echo(text, nl=not text.endswith("\n"))
 
 

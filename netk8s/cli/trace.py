@@ -21,7 +21,7 @@ def _cluster(ctx: click.Context):  # type: ignore[no-untyped-def]
         lists = [store.list(kind)[0] for kind in ("Pod", "Service", "EndpointSlice", "Node")]
     finally:
         store.close()
-    return Cluster(info.name, info.proxy_mode, info.node_names(), *lists)
+    return Cluster(info.name, info.proxy_mode, info.node_names(), *lists, vm_nodes=info.vm_nodes(), store_url=info.store)
 
 
 @cli.command("trace")

@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 from netk8s.dataplane import iptables as _iptables
-from netk8s.dataplane import links, timeouts
+from netk8s.dataplane import links, sysctl, timeouts
 from netk8s.errors import KernelError
 from netk8s.model import iproute, naming
 from netk8s.model.naming import (
@@ -126,10 +126,26 @@ def device_addresses() -> set[str] | None:
     return iproute.parse_addresses(p.stdout)
 
 
+# kube-proxy's IPVS proxier sets these at start (pkg/proxy/ipvs/proxier.go, NewProxier): conntrack=1 keeps
+# conntrack entries for IPVS connections, without which the MASQUERADE of KUBE-POSTROUTING (NodePort from
+# outside, hairpin) never applies to them and replies leave with the wrong source; the expire_* ones drop
+# connections and persistence templates to a removed/zero-weight real server. All per network namespace.
+IPVS_SYSCTLS = {"net.ipv4.vs.conntrack": "1", "net.ipv4.vs.expire_nodest_conn": "1",
+                "net.ipv4.vs.expire_quiescent_template": "1"}
+
+
+def ensure_sysctls() -> None:
+    """IPVS_SYSCTLS in this network namespace (the node's own: in a VM node, the guest's kernel)."""
+    for key, value in IPVS_SYSCTLS.items():
+        if sysctl.sysctl_exists(None, key) and sysctl.get_sysctl(None, key).strip() != value:
+            sysctl.set_sysctl(None, key, value)
+
+
 def ensure_device() -> None:
     """kube-ipvs0, a dummy device that is down (kube-proxy's EnsureDummyDevice: addresses on a down
-    dummy are still local, and it never answers ARP for them)."""
+    dummy are still local, and it never answers ARP for them), and the IPVS sysctls it needs."""
     links.ensure_dummy(None, naming.KUBE_IPVS_DEVICE)
+    ensure_sysctls()
 
 
 def set_addresses(add: list[str], delete: list[str]) -> None:

@@ -16,8 +16,9 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from netk8s.config import LabPaths
 from netk8s.dataplane import netns as dp_netns
@@ -31,9 +32,13 @@ from netk8s.model.status import is_ready
 from netk8s.store.base import Store
 from netk8s.store.factory import open_store
 
+if TYPE_CHECKING:
+    from netk8s.lab.vm import VmNode
+
 PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
 OVERLAYS = ("vxlan", "host-gw")
 STORES = ("sqlite", "etcd")
+NODE_RUNTIMES = ("netns", "vm")  # a network namespace of this kernel, or a QEMU guest (netk8s.lab.vmnodes)
 
 
 @dataclass
@@ -46,9 +51,32 @@ class LabInfo:
     created: float
     api_port: int = 0  # the API server's port on 127.0.0.1 (192.168.56.10:6443 on the underlay)
     backend: str = ""  # the store only the API server opens (sqlite://.../store.db, etcd://127.0.0.1:2379?netns=..)
+    node_runtimes: list[str] = field(default_factory=list)  # per node (NODE_RUNTIMES); empty: every node netns
 
     def node_names(self) -> list[str]:
         return [naming.node_name(i) for i in range(1, self.nodes + 1)]
+
+    def runtime(self, node: str) -> str:
+        """`netns` or `vm`: how node `node` runs (labs written before VM nodes have no list: netns)."""
+        index = self.node_names().index(node)
+        return self.node_runtimes[index] if index < len(self.node_runtimes) else "netns"
+
+    def vm_nodes(self) -> list[str]:
+        return [n for n in self.node_names() if self.runtime(n) == "vm"]
+
+
+def parse_node_runtimes(text: str, nodes: int) -> list[str]:
+    """`--node-runtime`: one value for every node, or a comma-separated value per node (node1 first),
+    e.g. `netns,vm` = node1 a namespace, node2 a VM (pure; LabError naming the flag)."""
+    values = [v.strip() for v in text.split(",")]
+    bad = [v for v in values if v not in NODE_RUNTIMES]
+    if bad:
+        raise LabError(f"--node-runtime: {bad[0]!r} is not one of {', '.join(NODE_RUNTIMES)} (got {text!r})")
+    if len(values) == 1:
+        return values * nodes
+    if len(values) != nodes:
+        raise LabError(f"--node-runtime: give one value or one per node ({nodes} nodes), got {len(values)}: {text!r}")
+    return values
 
 
 def load_lab(name: str) -> LabInfo:
@@ -64,13 +92,14 @@ def load_lab(name: str) -> LabInfo:
 
 def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str = "vxlan",
            store_kind: str = "sqlite", progress: Callable[[str], None] = lambda s: None,
-           timeout: float = 60.0, dns: bool = True, ingress: bool = True) -> LabInfo:
+           timeout: float = 60.0, dns: bool = True, ingress: bool = True, node_runtime: str = "netns") -> LabInfo:
     naming.check_lab_name(name)
     if not 1 <= nodes <= 50:
         raise LabError(f"--nodes: must be between 1 and 50, got {nodes}")
     if proxy_mode not in PROXY_MODES:
         raise LabError(f"--proxy-mode: must be one of {', '.join(PROXY_MODES)}, got {proxy_mode!r}")
-    check_proxy_mode_supported(proxy_mode)
+    runtimes = parse_node_runtimes(node_runtime, nodes)
+    check_proxy_mode_supported(proxy_mode, runtimes)
     if overlay not in OVERLAYS:
         raise LabError(f"--overlay: must be one of {', '.join(OVERLAYS)}, got {overlay!r}")
     if store_kind not in STORES:
@@ -79,6 +108,10 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         lab_etcd.check_installed()
     if timeout <= 0:
         raise LabError(f"--timeout: must be more than 0s, got {timeout:g}s")
+    if "vm" in runtimes:
+        from netk8s.lab import vmnodes
+
+        vmnodes.check_installed()
     paths = LabPaths(name)
     if paths.lab_file.exists() or any(n.startswith(naming.lab_netns_prefix(name)) for n in dp_netns.list_netns()):
         raise LabError(f"lab {name!r} is already up (or left traces)",
@@ -91,11 +124,19 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
     port = access.free_loopback_port()
     backend = lab_etcd.backend_url(name) if store_kind == "etcd" else f"sqlite://{paths.store}"
     info = LabInfo(name, nodes, overlay, proxy_mode, access.admin_url(name, port), time.time(),
-                   api_port=port, backend=backend)
+                   api_port=port, backend=backend, node_runtimes=runtimes)
+    vms: dict[str, VmNode] = {}
     try:
-        plan = topology.plan_lab(name, nodes)
-        progress(f"building underlay, control plane and {nodes} node namespaces")
+        plan = topology.plan_lab(name, nodes, vm_nodes=info.vm_nodes())
+        progress(f"building underlay, control plane and {nodes - len(info.vm_nodes())} node namespaces")
         topology.build_lab(plan)
+        if info.vm_nodes():
+            from netk8s.lab import vmnodes
+
+            # QEMU boots while the control plane starts: a TCG guest takes a minute or more
+            for node in info.vm_nodes():
+                progress(f"booting VM node {node} ({'KVM' if vmnodes.kvm() else 'TCG, software emulation'})")
+                vms[node] = vmnodes.boot(info, node)
         if store_kind == "etcd":
             progress("starting etcd (127.0.0.1:2379 inside the control-plane namespace)")
             start_etcd(info, timeout)
@@ -118,21 +159,37 @@ def lab_up(name: str, nodes: int = 3, proxy_mode: str = "iptables", overlay: str
         progress("starting controller")
         start_controller(info)
         for i in range(1, nodes + 1):
-            progress(f"starting agent on {naming.node_name(i)}")
-            start_agent(info, i)
+            node = naming.node_name(i)
+            if node in vms:
+                progress(f"starting agent in VM node {node} (waiting for the guest to boot)")
+                vmnodes.start_agent(info, node, vms[node])
+            else:
+                progress(f"starting agent on {node}")
+                start_agent(info, i)
         progress("waiting for nodes to be Ready")
-        wait_nodes_ready(info, timeout)
+        wait_nodes_ready(info, node_timeout(info, timeout))
         if dns:
             progress("deploying cluster DNS (kube-system/kube-dns, 10.96.0.10)")
-            deploy_dns(info, timeout)
+            deploy_dns(info, node_timeout(info, timeout))
         if ingress:
             progress("deploying ingress-nginx (ingress-nginx/ingress-nginx-controller, IngressClass nginx)")
-            deploy_ingress(info, timeout)
+            deploy_ingress(info, node_timeout(info, timeout))
     except BaseException:
         lab_down(name)
         raise
-    progress(f"lab {name!r} is up: {nodes} nodes, overlay {overlay}, proxy {proxy_mode}")
+    vm_count = len(info.vm_nodes())
+    progress(f"lab {name!r} is up: {nodes} nodes{f' ({vm_count} VM)' if vm_count else ''}, overlay {overlay}, "
+             f"proxy {proxy_mode}")
     return info
+
+
+def node_timeout(info: LabInfo, timeout: float) -> float:
+    """How long to wait for nodes: a VM node's agent starts ~20x slower (TCG), so at least VM_READY_TIMEOUT."""
+    if not info.vm_nodes():
+        return timeout
+    from netk8s.lab import vmnodes
+
+    return max(timeout, vmnodes.READY_TIMEOUT)
 
 
 def write_kubelet_token(paths: LabPaths) -> None:
@@ -384,10 +441,16 @@ def wait_nodes_ready(info: LabInfo, timeout: float) -> None:
                 missing = ", ".join(sorted(want - ready))
                 raise LabError(f"nodes not Ready after {timeout:.0f}s: {missing}",
                                hint=f"see the agent logs in {LabPaths(info.name).logs}")
-            check_alive(info.name, ["etcd", "apiserver", "controller"] + [f"agent-{n}" for n in info.node_names()])
+            check_alive(info.name, ["etcd", "apiserver", "controller"] + node_roles(info))
             time.sleep(0.1)
     finally:
         store.close()
+
+
+def node_roles(info: LabInfo) -> list[str]:
+    """The pid-file role of each node's host process: the agent of a namespace node, QEMU of a VM node
+    (the agent inside a guest has a guest PID, kept apart in the VM's work directory)."""
+    return [f"vm-{n}" if info.runtime(n) == "vm" else f"agent-{n}" for n in info.node_names()]
 
 
 def lab_processes(name: str) -> list[int]:
@@ -400,7 +463,11 @@ def lab_processes(name: str) -> list[int]:
 
 def lab_down(name: str) -> None:
     """Stop every process of the lab (agents and controller first, then the API server, then etcd),
-    remove its namespaces and state."""
+    remove its namespaces and state. VM nodes' QEMU processes are stopped by the PID in their work
+    directory (only while it carries the lab's tag); their taps go with the switch namespace."""
+    from netk8s.lab import vmnodes
+
+    vmnodes.stop_all(name)
     roles = [p for p in (LabPaths(name).pids.glob("*.pid") if LabPaths(name).pids.exists() else [])]
     first = [pid for pid in (read_pid(name, r.stem) for r in roles if r.stem not in ("apiserver", "etcd"))
              if pid is not None and procs.alive(pid)]
@@ -453,29 +520,32 @@ def clean_all(lab: str | None = None) -> list[str]:
 SWITCHABLE_PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
 
 
-def check_proxy_mode_supported(mode: str, node_runtime: str = "namespace") -> None:
-    """Refuse IPVS mode on namespace nodes whose (the host's) kernel lacks IP_VS or the dummy netdev,
-    before anything is built: the probe is netk8s.dataplane.ipvs.missing_support. VM nodes run their own
-    kernel (the guest agent checks it with the same probe when it starts)."""
-    if mode != "ipvs" or node_runtime == "vm":
+def check_proxy_mode_supported(mode: str, node_runtimes: Sequence[str] = ("netns",)) -> None:
+    """Refuse IPVS mode when a node that would run it is a namespace node and the host's kernel (which
+    namespace nodes share) lacks IP_VS or the dummy netdev, before anything is built: the probe is
+    netk8s.dataplane.ipvs.missing_support. VM nodes run their own kernel (the guest agent checks it with
+    the same probe when it starts)."""
+    netns_nodes = [naming.node_name(i) for i, r in enumerate(node_runtimes, start=1) if r != "vm"]
+    if mode != "ipvs" or not netns_nodes:
         return
     from netk8s.dataplane import ipvs
 
     missing = ipvs.missing_support()
     if missing:
-        raise LabError(f"--proxy-mode ipvs: namespace nodes share this kernel, which has no {' and no '.join(missing)}",
-                       hint=ipvs.VM_HINT)
+        raise LabError(f"--proxy-mode ipvs: namespace nodes ({', '.join(netns_nodes)}) share this kernel, which has "
+                       f"no {' and no '.join(missing)}", hint=ipvs.VM_HINT)
 
 
 def set_proxy_mode(name: str, mode: str, timeout: float = 60.0,
                    progress: Callable[[str], None] = lambda s: None) -> LabInfo:
-    """Switch a running lab's proxy mode: stop each agent (by its PID file), record the mode in the lab
-    file, start the agents again in the new mode and wait until every node re-registered Ready. Each
-    agent removes the previous mode's rules when it starts (netk8s.proxy.modes); pods keep running."""
+    """Switch a running lab's proxy mode: stop each agent (by its PID file; in a VM node, by its guest
+    PID through the guest control server), record the mode in the lab file, start the agents again in
+    the new mode and wait until every node re-registered Ready. Each agent removes the previous mode's
+    rules when it starts (netk8s.proxy.modes, as kube-proxy --cleanup); pods keep running."""
     if mode not in SWITCHABLE_PROXY_MODES:
         raise LabError(f"--proxy-mode: must be one of {', '.join(SWITCHABLE_PROXY_MODES)}, got {mode!r}")
-    check_proxy_mode_supported(mode)
     info = load_lab(name)
+    check_proxy_mode_supported(mode, [info.runtime(n) for n in info.node_names()])
     if info.proxy_mode == mode:
         progress(f"lab {name!r} already runs proxy mode {mode}")
         return info
@@ -485,6 +555,12 @@ def set_proxy_mode(name: str, mode: str, timeout: float = 60.0,
     finally:
         store.close()
     for node in info.node_names():
+        if info.runtime(node) == "vm":
+            from netk8s.lab import vmnodes
+
+            progress(f"stopping agent in VM node {node}")
+            vmnodes.stop_agent(info, node)
+            continue
         pid = read_pid(name, f"agent-{node}")
         if pid is not None and procs.alive(pid):
             progress(f"stopping agent on {node}")
@@ -492,11 +568,15 @@ def set_proxy_mode(name: str, mode: str, timeout: float = 60.0,
     info.proxy_mode = mode
     LabPaths(name).lab_file.write_text(json.dumps(asdict(info), indent=2))
     for i in range(1, info.nodes + 1):
-        progress(f"starting agent on {naming.node_name(i)} in {mode} mode")
-        start_agent(info, i)
+        node = naming.node_name(i)
+        progress(f"starting agent on {node} in {mode} mode")
+        if info.runtime(node) == "vm":
+            vmnodes.start_agent(info, node)
+        else:
+            start_agent(info, i)
     progress("waiting for nodes to be Ready")
-    _wait_reregistered(info, before, timeout)
-    wait_nodes_ready(info, timeout)
+    _wait_reregistered(info, before, node_timeout(info, timeout))
+    wait_nodes_ready(info, node_timeout(info, timeout))
     return info
 
 
@@ -515,7 +595,7 @@ def _wait_reregistered(info: LabInfo, revision: int, timeout: float) -> None:
             if time.monotonic() > deadline:
                 raise LabError(f"agents did not restart after {timeout:.0f}s: {', '.join(missing)}",
                                hint=f"see the agent logs in {LabPaths(info.name).logs}")
-            check_alive(info.name, [f"agent-{node}" for node in missing])
+            check_alive(info.name, [r for r in node_roles(info) if r.split("-", 1)[1] in missing])
             time.sleep(0.1)
     finally:
         store.close()

@@ -9,6 +9,7 @@ namespace (port on bridge br0) and the member's namespace (eth0 with its underla
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from netk8s import config
@@ -33,6 +34,7 @@ class MemberPlan:
     uplink: str = naming.NODE_UPLINK
     index: int = 0
     pod_cidr: str | None = None
+    runtime: str = "netns"  # a node: netns (this namespace, built here) or vm (a QEMU guest: netk8s.lab.vmnodes)
 
     @property
     def cidr(self) -> str:
@@ -77,11 +79,13 @@ def plan_node(lab: str, index: int) -> MemberPlan:
     )
 
 
-def plan_lab(lab: str, nodes: int) -> LabPlan:
-    """The lab's topology as data; validates the lab name and node count; touches nothing."""
+def plan_lab(lab: str, nodes: int, vm_nodes: Iterable[str] = ()) -> LabPlan:
+    """The lab's topology as data; validates the lab name and node count; touches nothing. Nodes named
+    in `vm_nodes` are QEMU guests: no namespace is built for them (their tap joins the switch instead)."""
     naming.check_lab_name(lab)
     if not 1 <= nodes <= MAX_NODES:
         raise ValidationError(f"--nodes: {nodes} must be between 1 and {MAX_NODES}")
+    vms = set(vm_nodes)
     external = MemberPlan(
         name=EXTERNAL_NAME,
         netns=naming.external_netns(lab),
@@ -101,7 +105,8 @@ def plan_lab(lab: str, nodes: int) -> LabPlan:
         switch_netns=naming.switch_netns(lab),
         bridge=naming.UNDERLAY_BRIDGE,
         mtu=config.UNDERLAY_MTU,
-        nodes=tuple(plan_node(lab, i) for i in range(1, nodes + 1)),
+        nodes=tuple(replace(n, runtime="vm") if n.name in vms else n
+                    for n in (plan_node(lab, i) for i in range(1, nodes + 1))),
         external=external,
         control_plane=control_plane,
     )
@@ -140,7 +145,8 @@ def build_lab(plan: LabPlan) -> None:
     _build_switch(plan)
     _build_member(plan, plan.control_plane, forward=False)
     for node in plan.nodes:
-        _build_member(plan, node, forward=True)
+        if node.runtime == "netns":
+            _build_member(plan, node, forward=True)
     _build_member(plan, plan.external, forward=False)
 
 

@@ -37,6 +37,10 @@ DEFAULT_HOME = "/root"
 POD_FILES = ("resolv.conf", "hosts", "hostname")
 KILL_WAIT = 5.0  # how long to wait for SIGKILLed processes to disappear
 POLL_INTERVAL = 0.05
+# How long the launcher (a Python process: setns, unshare, then exec) may take to exec the command. A
+# launcher that fails is seen at once (it exits); a slow one is just slow: in a TCG guest on a busy
+# machine a Python start takes well over 10 s (seen: a sandbox retried for minutes with 10 s).
+LAUNCH_TIMEOUT = 90.0
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # The directory that holds the netk8s package; children need it on sys.path when netk8s is not installed.
 _SOURCE_ROOT = Path(netk8s.__file__).resolve().parent.parent
@@ -184,7 +188,7 @@ class PodRuntime:
         self._wait_launched(uid, SANDBOX, pid)
         return pid
 
-    def _wait_launched(self, uid: str, name: str, pid: int, timeout: float = 10.0) -> None:
+    def _wait_launched(self, uid: str, name: str, pid: int, timeout: float = LAUNCH_TIMEOUT) -> None:
         launcher = os.path.realpath(sys.executable)
         deadline = time.monotonic() + timeout
         while True:

@@ -137,12 +137,13 @@ def normalize_key(kind: str, namespace: str | None, name: str) -> Key:
     return kind, "", name
 
 
-def to_json(obj: dict) -> str:
+def to_json(obj: object) -> str:
     """Canonical JSON text of an object (what the stores keep); ValidationError if not JSON-able."""
     try:
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise ValidationError(f"{_ref(obj)}: object is not JSON-serialisable: {e}") from None
+        where = _ref(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise ValidationError(f"{where}: object is not JSON-serialisable: {e}") from None
 
 
 def from_json(text: str) -> dict:

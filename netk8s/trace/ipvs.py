@@ -2,7 +2,7 @@
 
 Everything the node is asked goes through a `Runner` (argv -> stdout, raising on failure) that runs the
 command IN the node: `ip netns exec` for a namespace node (netk8s.trace.live), the guest control channel
-for a VM node (tests/root/test_vm.py), so the same code reads either. It reads `ipvsadm -L -n`, `ipset
+for a VM node (netk8s.trace.live via netk8s.lab.vmnodes), so the same code reads either. It reads `ipvsadm -L -n`, `ipset
 save`, `iptables-legacy-save -c -t nat`, `ip -j -4 addr` and the connection table /proc/net/ip_vs_conn
 (per network namespace, as IPVS is); it changes nothing (IPVS needs no tracing rule: the connection
 table records the real server each connection was given). The pure part is netk8s.proxy.tracer_ipvs.

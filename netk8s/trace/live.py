@@ -26,7 +26,7 @@ import re
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from netk8s import config
@@ -55,6 +55,8 @@ class Cluster:
     services: list[dict]
     slices: list[dict]
     node_objs: list[dict]
+    vm_nodes: list[str] = field(default_factory=list)  # nodes that are QEMU guests (netk8s.lab.vmnodes)
+    store_url: str = ""  # the API server, for pods/exec into a VM node's pod
 
     def node_ip(self, node: str) -> str:
         for n in self.node_objs:
@@ -100,6 +102,15 @@ def _key(obj: Mapping[str, Any]) -> str:
 
 
 def _pod_exec(c: Cluster, pod: dict, argv: list[str], timeout: float = 30) -> str:
+    if pod["spec"]["nodeName"] in c.vm_nodes:  # in a guest's kernel: pods/exec through the API server
+        from netk8s.store.podexec import pod_exec_output
+
+        name = pod["spec"]["containers"][0]["name"]
+        code, out, err = pod_exec_output(c.store_url, pod["metadata"]["namespace"], pod["metadata"]["name"], name, argv)
+        if code != 0:
+            raise ValidationError(f"trace: {argv[3] if len(argv) > 3 else argv} in pod {_key(pod)} failed: "
+                                  f"{err.decode(errors='replace').strip()[-200:]}")
+        return out.decode()
     rt = PodRuntime(LabPaths(c.lab).node_dir(pod["spec"]["nodeName"]) / "pods", c.lab)
     uid = pod["metadata"]["uid"]
     res = rt.exec(uid, naming.pod_netns(c.lab, uid), argv, timeout=timeout)
@@ -188,26 +199,30 @@ def trace(c: Cluster, source: str, target: str, *, namespace: str, port: int | N
         svc = c.service_by_nodeport(port)
     if port is None:
         raise ValidationError("--port: needed (the target is not a Service with a port of that protocol)")
+    if entry_node in c.vm_nodes and c.mode != "ipvs":
+        raise ValidationError(f"trace: {entry_node} is a VM node; tracing a VM node is implemented in ipvs mode "
+                              f"only (this lab runs {c.mode})", hint="netk8s lab set-proxy-mode ipvs")
     node_ns = naming.node_netns(c.lab, entry_node)
     hook = "PREROUTING"
     t = Trace(source, target, proto, port, c.mode, hops, service=_key(svc) if svc else None)
     if dns_sport is not None:
         _dns_answerer(c, t.hops[0], node_ns, src_ip, dns_sport, entry_node)
     if dry_run:
-        return _dry_run(c, t, node_ns, src_ip, dst, port, proto, hook)
+        return _dry_run(c, t, node_ns, src_ip, dst, port, proto, hook, entry_node)
     return _live(c, t, client_pod, src_ns, node_ns, entry_node, src_ip, dst, port, proto)
 
 
 def _dns_answerer(c: Cluster, hop: Hop, node_ns: str, src_ip: str, sport: int, node: str) -> None:
     """Which kube-dns pod answered: conntrack's DNAT of the query (IPVS: its connection table; userspace:
     the agent's pick)."""
-    entries = parse_conntrack(dp.conntrack_list(node_ns, ["-p", "udp", "--orig-src", src_ip,
-                                                          "--orig-port-src", str(sport)]))
+    run = _runner(c, node, check=False)
+    entries = parse_conntrack(run(["conntrack", "-L", "-o", "extended", "-p", "udp", "--orig-src", src_ip,
+                                   "--orig-port-src", str(sport)]))
     ip = None
     if entries and entries[0].translated:
         ip = entries[0].reply[0]
     if c.mode == "ipvs" and ip is None:  # IPVS NATs outside conntrack: its own connection table has the query
-        conn = tracer_ipvs.connection_of(ipvs_trace.read_conns(_node_runner(node_ns)), src_ip, sport, "udp")
+        conn = tracer_ipvs.connection_of(ipvs_trace.read_conns(_runner(c, node)), src_ip, sport, "udp")
         ip = conn.real.rpartition(":")[0] if conn is not None and conn.real else None
     if c.mode == "userspace" or (ip and c.pod_by_ip(ip) is None):
         for pick in reversed(_agent_picks(c, node)):
@@ -227,6 +242,44 @@ def _node_runner(node_ns: str) -> ipvs_trace.Runner:
     return lambda argv: run_in_netns(node_ns, list(argv), timeout=30).stdout
 
 
+def _runner(c: Cluster, node: str, netns: str | None = None, check: bool = True) -> ipvs_trace.Runner:
+    """Run a read-only command in `node` (or, with `netns`, in that namespace of the node: a pod's):
+    `ip netns exec` here for a namespace node, the guest control server for a VM node. With check=False
+    a failed command answers "" (as dataplane.tracing's readers do)."""
+    if node not in c.vm_nodes:
+        if check:
+            return _node_runner(netns or naming.node_netns(c.lab, node))
+        return lambda argv: _host_run(netns or naming.node_netns(c.lab, node), argv)
+    from netk8s.lab import vmnodes
+
+    def run(argv: Sequence[str]) -> str:
+        r = vmnodes.run(c.lab, node, ["ip", "netns", "exec", netns, *argv] if netns else list(argv), timeout=30)
+        if r.ok or not check:
+            return r.stdout if r.ok else ""
+        raise ValidationError(f"trace: {' '.join(argv)} on {node} exited {r.rc}: {r.stderr.strip()[-200:]}")
+
+    return run
+
+
+def _host_run(netns: str, argv: Sequence[str]) -> str:
+    from netk8s.dataplane.netns import run_in_netns
+
+    p = run_in_netns(netns, list(argv), timeout=30, check=False)
+    return p.stdout if p.returncode == 0 else ""
+
+
+def _ip_json(run: ipvs_trace.Runner, args: Sequence[str]) -> Any:
+    out = run(["ip", "-j", *args])
+    return json.loads(out) if out.strip() else []
+
+
+def _link_counters(run: ipvs_trace.Runner, dev: str) -> dict[str, int]:
+    """rx/tx packet counters of one link of a node (zeros when it does not exist): dataplane.tracing's."""
+    found = _ip_json(run, ["-s", "link", "show", "dev", dev])
+    stats = (found[0].get("stats64") or found[0].get("stats") or {}) if found else {}
+    return {"rx": int(stats.get("rx", {}).get("packets", 0)), "tx": int(stats.get("tx", {}).get("packets", 0))}
+
+
 def _names(c: Cluster) -> dict[str, tuple[str | None, str | None]]:
     out: dict[str, tuple[str | None, str | None]] = {}
     for p in c.pods:
@@ -236,9 +289,10 @@ def _names(c: Cluster) -> dict[str, tuple[str | None, str | None]]:
     return out
 
 
-def _dry_run(c: Cluster, t: Trace, node_ns: str, src_ip: str, dst: str, port: int, proto: str, hook: str) -> Trace:
+def _dry_run(c: Cluster, t: Trace, node_ns: str, src_ip: str, dst: str, port: int, proto: str, hook: str,
+             entry_node: str) -> Trace:
     if c.mode == "ipvs":
-        run = _node_runner(node_ns)
+        run = _runner(c, entry_node)
         return ipvs_trace.dry_run(t, ipvs_trace.read_state(run), src_ip, dst, port, _names(c),
                                   node=c.node_of_ip(dst) or None, hook=hook, conns=ipvs_trace.read_conns(run))
     local = _local_ips(node_ns)
@@ -292,7 +346,7 @@ def _live(c: Cluster, t: Trace, client_pod: dict | None, src_ns: str, node_ns: s
     path = f"/?netk8s-trace={marker}"
     probe_argv = [sys.executable, "-m", "netk8s.dataplane.tracing", "probe", dst, str(port), "--proto", proto,
                   "--sport", str(sport), "--path", path]
-    rx_before = {n: dp.link_counters(naming.node_netns(c.lab, n), config.VXLAN_DEV) for n in c.nodes}
+    rx_before = {n: _link_counters(_runner(c, n, check=False), config.VXLAN_DEV) for n in c.nodes}
     if c.mode == "ipvs":
         t.hops.append(_route_hop(c, client_pod, src_ns, dst))
 
@@ -300,9 +354,9 @@ def _live(c: Cluster, t: Trace, client_pod: dict | None, src_ns: str, node_ns: s
             if ep_node and ep_node != entry_node:
                 return _vxlan_hop(c, entry_node, ep_node, ep_ip, rx_before)
             return Hop("bridge", entry_node, f"{naming.BRIDGE} on {entry_node} to {ep_ip}",
-                       {"route": dp.ip_json(node_ns, ["route", "get", ep_ip])})
+                       {"route": _ip_json(_runner(c, entry_node, check=False), ["route", "get", ep_ip])})
 
-        return ipvs_trace.live(t, _node_runner(node_ns), lambda: _run_probe(c, client_pod, src_ns, probe_argv), src_ip,
+        return ipvs_trace.live(t, _runner(c, entry_node), lambda: _run_probe(c, client_pod, src_ns, probe_argv), src_ip,
                                sport, dst, port, _names(c), node=entry_node, to_endpoint=to_endpoint)
     before = None if c.mode == "nftables" else Ruleset.parse(dp.iptables_save(node_ns))
     nft_lines: list[str] = []
@@ -409,10 +463,12 @@ def _run_probe(c: Cluster, client_pod: dict | None, src_ns: str, argv: list[str]
 
 
 def _route_hop(c: Cluster, client_pod: dict | None, src_ns: str, dst: str) -> Hop:
-    routes = dp.ip_json(src_ns, ["route", "get", dst])
+    where = client_pod["spec"]["nodeName"] if client_pod else None
+    run = _runner(c, where, src_ns, check=False) if where in c.vm_nodes else (lambda a: _host_run(src_ns, a))
+    routes = _ip_json(run, ["route", "get", dst])
     r = routes[0] if routes else {}
     gw = r.get("gateway")
-    neigh = dp.ip_json(src_ns, ["neigh", "show", gw]) if gw else []
+    neigh = _ip_json(run, ["neigh", "show", gw]) if gw else []
     n = neigh[0] if neigh else {}
     summary = f"route to {dst}: via {gw or 'direct'} dev {r.get('dev', '?')}"
     if n:
@@ -421,16 +477,17 @@ def _route_hop(c: Cluster, client_pod: dict | None, src_ns: str, dst: str) -> Ho
 
 
 def _vxlan_hop(c: Cluster, node: str, ep_node: str, ep_ip: str, rx_before: Mapping[str, Mapping[str, int]]) -> Hop:
-    ns = naming.node_netns(c.lab, node)
-    route = (dp.ip_json(ns, ["route", "get", ep_ip]) or [{}])[0]
+    run = _runner(c, node, check=False)
+    route = (_ip_json(run, ["route", "get", ep_ip]) or [{}])[0]
     gw = route.get("gateway")
-    neigh = (dp.ip_json(ns, ["neigh", "show", gw, "dev", config.VXLAN_DEV]) or [{}])[0] if gw else {}
+    neigh = (_ip_json(run, ["neigh", "show", gw, "dev", config.VXLAN_DEV]) or [{}])[0] if gw else {}
     mac = neigh.get("lladdr")
-    fdb = [f for f in dp.bridge_fdb(ns, config.VXLAN_DEV) if f.get("mac") == mac]
-    link = (dp.ip_json(ns, ["-d", "link", "show", "dev", config.VXLAN_DEV]) or [{}])[0]
+    fdb_out = run(["bridge", "-j", "fdb", "show", "dev", config.VXLAN_DEV])
+    fdb = [f for f in (json.loads(fdb_out) if fdb_out.strip() else []) if f.get("mac") == mac]
+    link = (_ip_json(run, ["-d", "link", "show", "dev", config.VXLAN_DEV]) or [{}])[0]
     vx = ((link.get("linkinfo") or {}).get("info_data") or {})
-    tx = dp.link_counters(ns, config.VXLAN_DEV)["tx"] - rx_before[node]["tx"]
-    rx = dp.link_counters(naming.node_netns(c.lab, ep_node), config.VXLAN_DEV)["rx"] - rx_before[ep_node]["rx"]
+    tx = _link_counters(run, config.VXLAN_DEV)["tx"] - rx_before[node]["tx"]
+    rx = _link_counters(_runner(c, ep_node, check=False), config.VXLAN_DEV)["rx"] - rx_before[ep_node]["rx"]
     outer_dst = fdb[0].get("dst") if fdb else None
     summary = (f"{config.VXLAN_DEV} VNI {vx.get('id', '?')} udp/{vx.get('port', '?')}: inner -> {ep_ip} via {gw}, "
                f"outer {c.node_ip(node)} -> {outer_dst} ({ep_node}); +{tx} pkt sent, +{rx} pkt received")
@@ -458,9 +515,10 @@ def flows(c: Cluster, nodes: Sequence[str]) -> list[Any]:
     out: list[Any] = []
     names, addrs = c.pod_names(), c.service_addrs()
     for n in nodes:
-        ns = naming.node_netns(c.lab, n)
-        dp.enable_conntrack_acct(ns)
-        entries: list[CtEntry] = parse_conntrack(dp.conntrack_list(ns))
+        run = _runner(c, n, check=False)
+        # byte/packet counters on conntrack entries: a per-namespace sysctl of the node's own (never the host's)
+        run(["sysctl", "-q", "-w", "net.netfilter.nf_conntrack_acct=1"])
+        entries: list[CtEntry] = parse_conntrack(run(["conntrack", "-L", "-o", "extended"]))
         picks = {p["client"]: p for p in _agent_picks(c, n)} if c.mode == "userspace" else {}
         for f in flows_from_conntrack(n, entries, names, addrs):
             pick = picks.get(f.client)

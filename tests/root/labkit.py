@@ -20,9 +20,10 @@ class Lab:
 
     def __init__(self, name: str, state_dir: Path, nodes: int = 3, overlay: str = "vxlan",
                  proxy_mode: str = "iptables", dns: bool = False, ingress: bool = False,
-                 store: str = "sqlite") -> None:
+                 store: str = "sqlite", node_runtime: str = "netns") -> None:
         self.name, self.state_dir, self.nodes, self.overlay, self.proxy_mode = name, state_dir, nodes, overlay, proxy_mode
         self.store = store  # the API server's store: sqlite (the default) or etcd
+        self.node_runtime = node_runtime  # `--node-runtime`: netns, vm, or one per node (netns,vm)
         # Cluster DNS costs two pods per lab: only the suites that resolve names ask for it.
         self.dns = dns
         self.ingress = ingress  # ingress-nginx costs a pod and an nginx: only the Ingress suites ask for it
@@ -39,15 +40,17 @@ class Lab:
 
     def logs_tail(self, lines: int = 30) -> str:
         out = []
-        for f in sorted((self.state_dir / self.name / "logs").glob("*.log")):
+        root = self.state_dir / self.name
+        for f in sorted([*(root / "logs").glob("*.log"), *(root / "vms").glob("*/serial.log")]):
             text = f.read_text(errors="replace").splitlines()[-lines:]
             out.append(f"--- {f.name}\n" + "\n".join(text))
         return "\n".join(out)
 
-    def up(self) -> None:
+    def up(self, timeout: float = 180) -> None:
         self.cli("lab", "up", "--nodes", str(self.nodes), "--overlay", self.overlay,
                  "--proxy-mode", self.proxy_mode, "--store", self.store, "--dns" if self.dns else "--no-dns",
-                 "--ingress" if self.ingress else "--no-ingress", timeout=180)
+                 "--ingress" if self.ingress else "--no-ingress", "--node-runtime", self.node_runtime,
+                 timeout=timeout)
 
     def down(self) -> None:
         self.cli("lab", "down", check=False, timeout=180)

@@ -33,6 +33,7 @@ REPORT_ENV = "NETK8S_STRESS_REPORT"
 CLIENT = r"""
 import json, os, socket, sys, time
 url, min_count, stop_path, deadline = sys.argv[1], int(sys.argv[2]), sys.argv[3], time.monotonic() + float(sys.argv[4])
+request_timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 3.0
 hostport, _, path = url.removeprefix("http://").partition("/")
 host, _, port = hostport.partition(":")
 port = int(port or 80)
@@ -40,7 +41,7 @@ ok = bad = 0
 lat = []
 while time.monotonic() < deadline and not (os.path.exists(stop_path) and ok + bad >= min_count):
     s = socket.socket()
-    s.settimeout(3)
+    s.settimeout(request_timeout)
     src = ("?", 0)
     t0 = time.monotonic()
     try:
@@ -103,11 +104,12 @@ class RequestLoop(threading.Thread):
     least `min_count` requests were sent; each failure is recorded with a snapshot of the nodes."""
 
     def __init__(self, lab: Lab, where: str, url: str, stop_path: Path, min_count: int = 100,
-                 deadline_s: float = 600) -> None:
+                 deadline_s: float = 600, request_timeout_s: float = 3.0) -> None:
         super().__init__(daemon=True)
         self.argv = ([sys.executable, "-m", "netk8s.cli.main", "exec", where, "--"] if where != "external"
                      else [sys.executable, "-m", "netk8s.cli.main", "lab", "exec", "external"])
-        self.argv += [sys.executable, "-c", CLIENT, url, str(min_count), str(stop_path), str(deadline_s)]
+        self.argv += [sys.executable, "-c", CLIENT, url, str(min_count), str(stop_path), str(deadline_s),
+                      str(request_timeout_s)]
         self.lab, self.where, self.url = lab, where, url
         self.result: dict | None = None
         self.failures: list[dict] = []

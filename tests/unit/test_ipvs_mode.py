@@ -280,7 +280,7 @@ def test_lab_up_in_ipvs_mode_is_refused_on_a_kernel_without_ip_vs(tmp_path: Path
     assert "IP_VS" in err.value.message and "\n" not in err.value.message
     assert "--node-runtime vm" in err.value.hint
     assert list(tmp_path.iterdir()) == []  # nothing built
-    manager.check_proxy_mode_supported("ipvs", node_runtime="vm")  # VM nodes probe their own kernel
+    manager.check_proxy_mode_supported("ipvs", ["vm", "vm"])  # VM nodes probe their own kernel
 
 
 def test_agent_refuses_ipvs_before_cleaning_up_other_modes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
