@@ -28,33 +28,16 @@ from scripts.bench.common import (
     wait_port,
 )
 from scripts.bench.report import Section, fmt, fmt_ratio, median, percentile
+from tests.root import manifests
 
 HOST = "bench.example.com"
 RULE_HOST = "rules.example.com"  # no rule answers on it until the measured one is added: 404 before
 ANCHOR_PORT = 18080
 RULE_TIMEOUT = 30.0
 
-APP = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - {name: web, image: "registry.k8s.io/e2e-test-images/agnhost:2.39", args: [serve-hostname]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  type: NodePort
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: 9376}]
-"""
+APP = manifests.docs(
+    manifests.deployment("web", 2, [manifests.container("web", args=["serve-hostname"])]),
+    manifests.service("web", ports=[{"name": "http", "port": 80, "targetPort": 9376}], type="NodePort"))
 
 # Runs in the external client: for each stdin line (a path), GET it with Host HOST until it answers 200;
 # print the CLOCK_MONOTONIC time of that first 200 (system-wide, so the driver's timestamps compare).

@@ -16,43 +16,15 @@ from typing import Any
 from scripts.bench import report
 from scripts.bench.common import PY, REPO, BenchError, Lab, is_ready
 from scripts.bench.report import Section, fmt, percentile
+from tests.root import manifests
 from tests.root.loadkit import CLIENT
 
 REQUESTS = 1000
-BACKEND = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: backend}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: backend}}
-  template:
-    metadata: {labels: {app: backend}}
-    spec:
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: agnhost
-        image: registry.k8s.io/e2e-test-images/agnhost:2.39
-        args: ["netexec", "--http-port=8080", "--udp-port=8081"]
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
-        lifecycle: {preStop: {sleep: {seconds: 2}}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-np}
-spec:
-  type: NodePort
-  selector: {app: backend}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  containers:
-  - {name: c, image: busybox, command: ["sleep", "infinity"]}
-"""
+# agnhost netexec behind a NodePort, drained for 2 s (preStop) and killed after 5 s; a busybox client
+BACKEND = manifests.docs(
+    manifests.netexec_backend("backend", 1, grace_s=5, pre_stop_s=2, udp=True),
+    manifests.service("web-np", "backend", [{"port": 80, "targetPort": 8080}], type="NodePort"),
+    manifests.client_pod())
 
 METHOD = (
     "A 3-node lab (`bench9`, vxlan, iptables) with an agnhost netexec Deployment (readiness probe every 1 s, "

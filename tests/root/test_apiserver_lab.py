@@ -18,37 +18,20 @@ import yaml
 
 from netk8s.errors import Forbidden
 from netk8s.model.kinds import KINDS
+from tests.root import manifests
 from tests.root.labkit import Lab, is_ready, running, unique_name
 
 pytestmark = pytest.mark.root
 
-APPS = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - {name: nginx, image: "nginx:1.25", ports: [{containerPort: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 80}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  containers:
-  - {name: c, image: "busybox:1.36", command: ["sleep", "3600"]}
-"""
+
+def apps(replicas: int) -> str:
+    return manifests.docs(
+        manifests.deployment("web", replicas, [manifests.container("nginx", image="nginx:1.25", http_port=80)]),
+        manifests.service("web", ports=[{"port": 80, "targetPort": 80}]),
+        manifests.client_pod(image="busybox:1.36"))
+
+
+APPS = apps(2)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +179,7 @@ def test_kill_9_of_the_api_server_loses_nothing_and_the_components_resume(lab: L
     assert not lost, f"objects lost or replaced across the restart: {lost}"
     # every component resumes its watch: a change made now reaches the controller (pods), the agents
     # (pods started, rules programmed) and DNS (a new name)
-    lab.apply(APPS.replace("replicas: 2", "replicas: 3")
+    lab.apply(apps(3)
               + "---\napiVersion: v1\nkind: Service\nmetadata: {name: after}\n"
                 "spec: {selector: {app: web}, ports: [{port: 81, targetPort: 80}]}\n")
     pods = lab.ready_pods("app=web", 3, timeout=90)

@@ -22,6 +22,7 @@ import pytest
 
 from netk8s.lab import procs
 from netk8s.model.kinds import KINDS
+from tests.root import manifests
 from tests.root.labkit import Lab, is_ready, running, unique_name
 from tests.root.loadkit import RequestLoop
 from tests.root.svckit import HTTP_COUNT, http_counts, py_in_pod
@@ -53,34 +54,10 @@ HELD_CONNECTION = (
     "s.sendall(b'second'); print(s.recv(100).decode(), flush=True)\n"
 )
 
-MANIFEST = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: agnhost
-        image: registry.k8s.io/e2e-test-images/agnhost:2.39
-        args: ["netexec", "--http-port=8080"]
-        ports: [{{name: http, containerPort: 8080}}]
-        readinessProbe:
-          httpGet: {{path: /healthz, port: http}}
-          periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports: [{{port: 80, targetPort: http}}]
----
-apiVersion: v1
+MANIFEST = manifests.docs(
+    manifests.netexec_backend("web", 2, grace_s=5, pre_stop_s=None),
+    manifests.service("web"),
+    f"""apiVersion: v1
 kind: Pod
 metadata: {{name: echo, labels: {{app: echo}}}}
 spec:
@@ -95,14 +72,8 @@ metadata: {{name: echo}}
 spec:
   selector: {{app: echo}}
   ports: [{{port: 9000}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  containers:
-  - {{name: c, image: busybox, command: ["sleep", "infinity"]}}
-"""
+""",
+    manifests.client_pod())
 
 
 @pytest.fixture(scope="module")

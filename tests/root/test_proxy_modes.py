@@ -8,39 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.root import manifests
 from tests.root.labkit import Lab, running, unique_name
 from tests.root.svckit import HTTP_COUNT, http_counts, py_in_pod, py_outside
 
 pytestmark = pytest.mark.root
 
-APP = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - {name: a, image: agnhost, args: [netexec, --http-port=8080]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  type: NodePort
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  containers:
-  - {name: c, image: busybox, command: ["sleep", "infinity"]}
-"""
+APP = manifests.docs(
+    manifests.deployment("web", 2, [manifests.container("a", image="agnhost", args=manifests.NETEXEC)]),
+    manifests.service("web", ports=[{"port": 80, "targetPort": 8080}], type="NodePort"),
+    manifests.client_pod())
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests.root import manifests
 from tests.root.labkit import Lab, is_ready, running, unique_name
 from tests.root.loadkit import Burners, RequestLoop
 from tests.root.svckit import HTTP_COUNT, TCP_PROBE, UDP_ASK, http_counts, py_in_pod, py_outside
@@ -24,47 +25,12 @@ ALL_PROXY_MODES = ["iptables", "nftables", "userspace"]
 # NETK8S_TEST_PROXY_MODES=nftables,userspace narrows the suite while developing; CI runs every mode.
 PROXY_MODES = [m for m in os.environ.get("NETK8S_TEST_PROXY_MODES", ",".join(ALL_PROXY_MODES)).split(",") if m]
 
-BACKEND = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: backend}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: backend}}
-  template:
-    metadata: {labels: {app: backend}}
-    spec:
-      terminationGracePeriodSeconds: 10
-      containers:
-      - name: agnhost
-        image: registry.k8s.io/e2e-test-images/agnhost:2.39
-        args: ["netexec", "--http-port=8080", "--udp-port=8081"]
-        ports:
-        - {name: http, containerPort: 8080}
-        - {name: udp, containerPort: 8081, protocol: UDP}
-        readinessProbe:
-          httpGet: {path: /healthz, port: http}
-          periodSeconds: 1
-        lifecycle:
-          preStop:  # longer than every proxy takes to drop a terminating pod on a loaded machine
-            sleep: {seconds: 5}
----
-apiVersion: v1
-kind: Service
-metadata: {name: backend}
-spec:
-  selector: {app: backend}
-  ports:
-  - {name: http, port: 80, targetPort: http}
-  - {name: udp, port: 81, targetPort: udp, protocol: UDP}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  containers:
-  - {name: c, image: busybox, command: ["sleep", "infinity"]}
-"""
+# preStop: longer than every proxy takes to drop a terminating pod on a loaded machine (docs/reliability.md)
+BACKEND = manifests.docs(
+    manifests.netexec_backend("backend", 3, grace_s=10, pre_stop_s=5, udp=True),
+    manifests.service("backend", ports=[{"name": "http", "port": 80, "targetPort": "http"},
+                                        {"name": "udp", "port": 81, "targetPort": "udp", "protocol": "UDP"}]),
+    manifests.client_pod())
 
 
 # The suite runs once with the API server over etcd (issue 12): the nftables run, so etcd costs no

@@ -21,78 +21,23 @@ import pytest
 from netk8s.dataplane import links, netns, qemu
 from netk8s.lab import procs
 from netk8s.model import naming
+from tests.root import manifests
 from tests.root.conftest import new_lab_name
 from tests.root.labkit import Lab, is_ready
 from tests.root.loadkit import RequestLoop
 
 pytestmark = [pytest.mark.root, pytest.mark.integration, pytest.mark.vmlab]  # make test-vm
 
-AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
-MANIFEST = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: backend}}
-spec:
-  replicas: 3
-  selector: {{matchLabels: {{app: backend}}}}
-  template:
-    metadata: {{labels: {{app: backend}}}}
-    spec:
-      terminationGracePeriodSeconds: 30
-      containers:
-      - name: agnhost
-        image: {AGNHOST}
-        args: ["netexec", "--http-port=8080"]
-        ports: [{{name: http, containerPort: 8080}}]
-        readinessProbe:
-          httpGet: {{path: /healthz, port: http}}
-          periodSeconds: 1
-        lifecycle:
-          # a terminating pod serves on until every node's proxy has taken it out (weight 0): under TCG
-          # on a busy machine a guest's agent takes seconds to sync an EndpointSlice change (seen: new
-          # connections refused with the 2 s the namespace suites use)
-          preStop:
-            sleep: {{seconds: 20}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: backend}}
-spec:
-  selector: {{app: backend}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: backend-np}}
-spec:
-  type: NodePort
-  selector: {{app: backend}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: sticky}}
-spec:
-  selector: {{app: backend}}
-  sessionAffinity: ClientIP
-  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 60}}}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: empty}}
-spec:
-  selector: {{app: nothing}}
-  ports: [{{port: 80, targetPort: 8080}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  nodeName: node1
-  containers:
-  - {{name: c, image: busybox, command: ["sleep", "infinity"]}}
-"""
+# preStop: a terminating pod serves on until every node's proxy has taken it out (weight 0): under TCG on a
+# busy machine a guest's agent takes seconds to sync an EndpointSlice change (seen: new connections refused
+# with the 2 s the namespace suites use)
+MANIFEST = manifests.docs(
+    manifests.netexec_backend("backend", 3, grace_s=30, pre_stop_s=20),
+    manifests.service("backend"),
+    manifests.service("backend-np", "backend", type="NodePort"),
+    manifests.service("sticky", "backend", affinity_timeout_s=60),
+    manifests.service("empty", "nothing", [{"port": 80, "targetPort": 8080}]),
+    manifests.client_pod(node="node1"))
 SLOW = 600  # s: pods in a TCG guest start a Python process ~20x slower than here (seen: 3 pods > 300 s on a busy machine)
 
 

@@ -18,41 +18,23 @@ import pytest
 from netk8s.dataplane import links, netns
 from netk8s.lab import procs
 from netk8s.model import naming
+from tests.root import manifests
 from tests.root.conftest import new_lab_name
 from tests.root.labkit import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.integration, pytest.mark.vmlab]  # make test-vm
 
-AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
 SLOW = 300  # s: pods in a TCG guest start ~20x slower
 
 
 def server(name: str, node: str) -> str:
-    return f"""
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, labels: {{app: web}}}}
-spec:
-  nodeName: {node}
-  containers:
-  - name: agnhost
-    image: {AGNHOST}
-    args: ["netexec", "--http-port=8080"]
-    readinessProbe:
-      httpGet: {{path: /healthz, port: 8080}}
-      periodSeconds: 1
----"""
+    return manifests.dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+                           "spec": {"nodeName": node, "containers": [
+                               manifests.container(args=manifests.NETEXEC, http_port=8080, probe=True)]}})
 
 
-MANIFEST = server("web-ns", "node1") + server("web-vm", "node2") + """
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  type: NodePort
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
-"""
+MANIFEST = manifests.docs(server("web-ns", "node1"), server("web-vm", "node2"),
+                          manifests.service("web", ports=[{"port": 80, "targetPort": 8080}], type="NodePort"))
 
 
 @pytest.fixture(scope="module")
