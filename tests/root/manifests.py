@@ -27,8 +27,8 @@ def dump(obj: dict[str, Any]) -> str:
 def container(name: str = "agnhost", *, image: str = AGNHOST, args: list[str] | None = None,
               http_port: int | None = None, udp_port: int | None = None, probe: bool = False,
               pre_stop_s: int | None = None) -> dict[str, Any]:
-    """A server container: named ports `http` (TCP) and `udp`, an HTTP readiness probe on /healthz every
-    second (`probe`), and a preStop sleep so a terminating pod serves on while the proxies drop it."""
+    """A server container: named ports `http` (TCP) and `udp`, an HTTP readiness probe on /healthz at port
+    `http` every second (`probe`, needs `http_port`), and a preStop sleep so a terminating pod serves on while the proxies drop it."""
     c: dict[str, Any] = {"name": name, "image": image}
     if args is not None:
         c["args"] = list(args)
@@ -40,16 +40,18 @@ def container(name: str = "agnhost", *, image: str = AGNHOST, args: list[str] | 
     if ports:
         c["ports"] = ports
     if probe:
-        c["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": "http" if http_port else 8080},
+        if http_port is None:
+            raise ValueError("a readiness probe needs http_port")
+        c["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": "http"},
                                "periodSeconds": 1}
     if pre_stop_s is not None:
         c["lifecycle"] = {"preStop": {"sleep": {"seconds": pre_stop_s}}}
     return c
 
 
-def deployment(name: str, replicas: int, containers: list[dict[str, Any]], *, app: str | None = None,
-               grace_s: int | None = None) -> str:
-    labels = {"app": app or name}
+def deployment(name: str, replicas: int, containers: list[dict[str, Any]], *, grace_s: int | None = None) -> str:
+    """Pods labelled app=`name`."""
+    labels = {"app": name}
     spec: dict[str, Any] = {}
     if grace_s is not None:
         spec["terminationGracePeriodSeconds"] = grace_s
